@@ -1,0 +1,1 @@
+"""Gymnasium environments of recal-gym (RouterQA-v0 and its variants and wrappers)."""

@@ -49,7 +49,8 @@ class ResetNeeded(RecalGymError, RuntimeError):
 class UnknownName(RecalGymError, KeyError):
     """A name was looked up in a registry or table that does not hold it."""
 
-    def __str__(self) -> str:  # KeyError quotes its argument; keep the message readable.
+    def __str__(self) -> str:
+        """Return the message unquoted (``KeyError`` would quote it)."""
         return str(self.args[0]) if self.args else ""
 
 

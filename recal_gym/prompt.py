@@ -80,8 +80,7 @@ def render_router_prompt(
         raise InvalidConfig("the router prompt needs at least one listed pool model")
     names = ", ".join(m.name for m in models)
     llama_rule = (
-        " Do not print the placeholder '<think> ... </think>' itself; write your actual reasoning "
-        "inside the tags."
+        " Do not print the placeholder '<think> ... </think>' itself; write your actual reasoning inside the tags."
         if variant == "llama"
         else ""
     )

@@ -95,9 +95,9 @@ def last_answer(text: str) -> str | None:
 
 
 def neutralise(text: str) -> tuple[str, bool]:
-    """Escape every reserved-tag look-alike in untrusted text (``protocol.md`` §15).
+    r"""Escape every reserved-tag look-alike in untrusted text (``protocol.md`` §15).
 
-    Every match of ``<\\s*/?\\s*(think|search|information|answer)\\s*>`` (case-insensitive) has its
+    Every match of ``<\s*/?\s*(think|search|information|answer)\s*>`` (case-insensitive) has its
     ``<`` replaced by ``&lt;`` and its ``>`` by ``&gt;``. Nothing else changes; nothing is un-escaped.
 
     Args:

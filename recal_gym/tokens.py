@@ -29,7 +29,7 @@ class TokenCounter(Protocol):
 
 
 class WordPunctCounter:
-    """Counts ``\\w+`` runs and single non-space punctuation characters.
+    r"""Counts ``\w+`` runs and single non-space punctuation characters.
 
     >>> WordPunctCounter().count("Hello, world!")
     4

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from recal_gym.errors import InvalidConfig, UnknownModel, close_matches_hint
+from recal_gym.pools.registry import BACKEND_ENTRY_POINTS
 from recal_gym.protocol import TAG_STRINGS, neutralise
 from recal_gym.types import AliasRule, NameMatching, NameTable
 
@@ -45,6 +46,7 @@ __all__ = [
 ]
 
 BackendName = Literal["simulated", "openai", "vllm", "transformers", "replay"]
+"""Built-in backends; :func:`~recal_gym.pools.register_backend` adds more names."""
 BACKEND_NAMES: tuple[str, ...] = ("simulated", "openai", "vllm", "transformers", "replay")
 _NAME_MATCHING: tuple[str, ...] = ("exact", "lenient", "router-r1")
 _PROFILES = {"router-r1": "router_r1_pool.json"}
@@ -106,10 +108,10 @@ class PoolModel:
         """Validate the entry."""
         _check_text("name", self.name, self.name)
         _check_text("descriptor", self.descriptor, self.name)
-        if self.backend not in BACKEND_NAMES:
+        if self.backend not in BACKEND_ENTRY_POINTS:
             raise InvalidConfig(
-                f"pool model {self.name!r}: backend {self.backend!r} is not one of {list(BACKEND_NAMES)}"
-                + close_matches_hint(str(self.backend), BACKEND_NAMES)
+                f"pool model {self.name!r}: backend {self.backend!r} is not one of {sorted(BACKEND_ENTRY_POINTS)}"
+                + close_matches_hint(str(self.backend), BACKEND_ENTRY_POINTS)
             )
         for fname in ("price_per_1m_output", "price_per_1m_input"):
             v = getattr(self, fname)
@@ -340,7 +342,9 @@ def load_pool_spec(source: str | Path | Mapping[str, Any] | PoolSpec) -> PoolSpe
         return PoolSpec.from_dict(source)
     text_source = str(source)
     if text_source in _PROFILES:
-        raw = resources.files("recal_gym.pools").joinpath("profiles").joinpath(_PROFILES[text_source]).read_text("utf-8")
+        raw = (
+            resources.files("recal_gym.pools").joinpath("profiles").joinpath(_PROFILES[text_source]).read_text("utf-8")
+        )
         return PoolSpec.from_dict(json.loads(raw))
     path = Path(text_source)
     if path.suffix not in (".json", ".yaml", ".yml"):
@@ -362,5 +366,3 @@ def default_pool_spec() -> PoolSpec:
     """The offline default: the six listed Router-R1 models, simulated (``pool_profiles.md``)."""
     spec = load_pool_spec("router-r1")
     return spec.only([m.name for m in spec.listed])
-
-
