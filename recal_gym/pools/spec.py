@@ -203,7 +203,7 @@ class PoolSpec:
         )
 
     def profile_for(self, data_source: str) -> str | None:
-        """Profile dataset for ``data_source`` (itself if no mapping exists)."""
+        """Profile dataset mapped to ``data_source``, or ``None`` when the pool has no mapping for it."""
         return dict(self.dataset_profile_map).get(data_source)
 
     def only(self, names: Sequence[str]) -> PoolSpec:
