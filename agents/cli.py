@@ -2,8 +2,9 @@
 
 Subcommands:
 
-* ``recal-gym eval``: run baseline routers (or a trained policy) on RouterQA and print a
-  per-dataset table of EM, F1, cost and calls per question.
+* ``recal-gym eval``: run baseline routers (or a trained policy) on RouterQA, print a per-dataset
+  table of EM, F1, cost and calls per question plus each run's Pareto status and AIQ, and write
+  the tables, reports and plots to ``--out``.
 * ``recal-gym assets install|locate``: install or find the optional offline assets.
 * ``recal-gym train``: train a router with the ReCal/GRPO learner (see ``agents.train_cli``).
 * ``recal-gym pool record``: record a replay table from any pool.
@@ -18,18 +19,34 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from agents.evaluation import CostQualitySummary, EvalReport
 
 __all__ = ["build_parser", "main"]
 
 
+_DEFAULT_ROUTERS = ("random", "prompt", "oracle", "single:all")
+_ROUTER_PLUGINS = {"sb3": "agents.sb3", "checkpoint": "agents.learner"}
+"""``--router <kind>:<path>`` loaders: the module must provide ``load_router(path) -> Router``."""
+
+
 def _add_eval(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help="evaluate routers on RouterQA and print a per-dataset table")
+    p = sub.add_parser(
+        "eval",
+        help="evaluate routers on RouterQA: per-dataset table, Pareto frontier, AIQ and plots",
+        description="Run routers on RouterQA and print a per-dataset table (EM, F1, mean raw cost, calls per "
+        "question, format-error rate, reward) and each run's Pareto status and AIQ (RouterBench).",
+    )
     p.add_argument(
         "--router",
         action="append",
         default=None,
-        help="baseline to run: 'random', 'direct', 'single:<model>' or 'single:all' (repeatable; "
-        "default: random and single:all)",
+        help="router to run (repeatable): 'random', 'direct', 'prompt' (prompt-only descriptor rule), "
+        "'oracle' (cheapest correct model per question), 'single:<model>', 'single:all', "
+        "'sb3:<path.zip>' (agents.sb3.load_router) or 'checkpoint:<dir>' (agents.learner.load_router); "
+        f"default: {' '.join(_DEFAULT_ROUTERS)}",
     )
     p.add_argument("--dataset", default="embedded", help="'embedded', 'embedded:<name>', or a .jsonl/.parquet path")
     p.add_argument("--pool", default=None, help="pool profile name or pool file (default: simulated Router-R1 pool)")
@@ -37,7 +54,15 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n", type=int, default=100, help="questions per dataset (default 100)")
     p.add_argument("--seed", type=int, default=0, help="seed of the question sample and random routers")
     p.add_argument("--pool-seed", type=int, default=0, help="seed of the simulated pool")
-    p.add_argument("--json", type=Path, default=None, help="also write the reports as JSON here")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("recal-gym-eval"),
+        help="directory for table.md, table.csv, reports.json, pareto.png, per_dataset_em.png "
+        "(default: ./recal-gym-eval)",
+    )
+    p.add_argument("--no-files", action="store_true", help="print the tables only; write nothing to --out")
+    p.add_argument("--json", type=Path, default=None, help="also write the list of reports as JSON here")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -78,28 +103,72 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _routers(specs: Sequence[str], models: Sequence[str], seed: int) -> list:
-    from agents.baselines import DirectRouter, RandomRouter, SingleModelRouter
+def _plugin_router(kind: str, path: str) -> object:
+    module = _ROUTER_PLUGINS[kind]
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name != module:
+            raise
+        raise SystemExit(
+            f"recal-gym eval: --router {kind}:<path> needs the module {module}, which is not installed"
+        ) from None
+    load = getattr(mod, "load_router", None)
+    if load is None:
+        raise SystemExit(f"recal-gym eval: --router {kind}:<path> needs {module}.load_router(path); {module} has none")
+    return load(path)
 
+
+def _routers(specs: Sequence[str], models: Sequence[str], seed: int) -> list:
+    from agents.baselines import DirectRouter, OracleRouter, PromptOnlyRouter, RandomRouter, SingleModelRouter
+
+    simple = {
+        "random": lambda: RandomRouter(models=list(models), seed=seed),
+        "direct": lambda: DirectRouter(),
+        "prompt": lambda: PromptOnlyRouter(models=list(models)),
+        "oracle": lambda: OracleRouter(models=list(models)),
+    }
     routers: list = []
     for spec in specs:
-        if spec == "random":
-            routers.append(RandomRouter(models=list(models), seed=seed))
-        elif spec == "direct":
-            routers.append(DirectRouter())
+        kind, _, arg = spec.partition(":")
+        if spec in simple:
+            routers.append(simple[spec]())
         elif spec == "single:all":
             routers.extend(SingleModelRouter(model=m) for m in models)
-        elif spec.startswith("single:"):
-            routers.append(SingleModelRouter(model=spec.partition(":")[2]))
+        elif kind == "single" and arg:
+            routers.append(SingleModelRouter(model=arg))
+        elif kind in _ROUTER_PLUGINS and arg:
+            routers.append(_plugin_router(kind, arg))
         else:
-            raise SystemExit(f"recal-gym eval: unknown router {spec!r}; use random, direct, single:<model>, single:all")
+            raise SystemExit(
+                f"recal-gym eval: unknown router {spec!r}; use random, direct, prompt, oracle, single:<model>, "
+                "single:all, sb3:<path.zip> or checkpoint:<dir>"
+            )
     return routers
+
+
+def _write_outputs(
+    out: Path, reports: list[EvalReport], table: str, summary_text: str, summary: CostQualitySummary
+) -> None:
+    from agents.evaluation import format_csv
+    from agents.plots_eval import plot_pareto, plot_per_dataset
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "table.md").write_text(table + "\n\n" + summary_text + "\n")
+    (out / "table.csv").write_text(format_csv(reports))
+    payload = {"reports": [r.to_dict() for r in reports], "summary": summary.to_dict()}
+    (out / "reports.json").write_text(json.dumps(payload, indent=2))
+    try:
+        plot_pareto(reports, out / "pareto.png")
+        plot_per_dataset(reports, out / "per_dataset_em.png")
+    except ImportError as exc:  # matplotlib is an optional extra: keep the tables, say how to get plots
+        print(f"recal-gym eval: plots skipped: {exc}", file=sys.stderr)
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from agents.evaluation import evaluate, format_table
+    from agents.evaluation import evaluate, format_summary, format_table, summarise
     from envs.router_qa import RouterQAEnv
     from recal_gym.data.sampling import sample_per_dataset
     from recal_gym.pools.options import PoolOptions
@@ -109,14 +178,24 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     ids = [r.question_id for r in rows]
     models = [m.name for m in env.pool.spec.listed]
     reports = []
-    for router in _routers(args.router or ["random", "single:all"], models, args.seed):
+    start = env.reward_state_dict()
+    for router in _routers(args.router or list(_DEFAULT_ROUTERS), models, args.seed):
+        env.load_reward_state(start)  # every router is scored from the same reward state: order-independent
         with tqdm(total=len(ids), desc=router.name, disable=args.no_progress, leave=False) as bar:
             reports.append(evaluate(env, router, ids, progress=bar.update))
-    print(format_table(reports))
+    env.close()
+    table = format_table(reports)
+    summary = summarise(reports)
+    summary_text = format_summary(summary)
+    print(table)
+    print()
+    print(summary_text)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps([r.to_dict() for r in reports], indent=2))
-    env.close()
+    if not args.no_files:
+        _write_outputs(args.out, reports, table, summary_text, summary)
+        print(f"\nwrote table.md, table.csv, reports.json and the plots pareto.png, per_dataset_em.png to {args.out}")
     return 0
 
 

@@ -8,4 +8,4 @@ bash scripts/setup.sh
 # shellcheck disable=SC1091
 . "${RECAL_GYM_VENV:-.venv}/bin/activate"
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
-recal-gym eval --router random --router direct --router single:all --n 100 "$@"
+recal-gym eval --n 100 --out runs/eval "$@"
