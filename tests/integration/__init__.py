@@ -1,0 +1,1 @@
+"""Integration tests that need a running vLLM server (marked ``integration``)."""
