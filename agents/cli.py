@@ -77,6 +77,11 @@ def _add_assets(sub: argparse._SubParsersAction) -> None:
     inst.add_argument("--dry-run", action="store_true", help="print the commands only")
     loc = asub.add_parser("locate", help="print where an installed asset lives")
     loc.add_argument("name")
+    prep = asub.add_parser("prepare", help="convert an installed asset once into a cached checkpoint")
+    prep.add_argument("name", choices=["smollm2"])
+    prep.add_argument("--cache", default=None, help="cache root (default: $RECAL_GYM_CACHE or XDG cache)")
+    prep.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    prep.add_argument("--force", action="store_true", help="convert again even if already prepared")
 
 
 _PLUGINS = {
@@ -204,6 +209,11 @@ def _cmd_assets(args: argparse.Namespace) -> int:
 
     if args.assets_cmd == "locate":
         print(locate(args.name))
+        return 0
+    if args.assets_cmd == "prepare":
+        from agents.assets_prepare import prepare_smollm2
+
+        print(prepare_smollm2(args.cache, dtype=args.dtype, force=args.force))
         return 0
     names = list(args.names)
     if args.demo:

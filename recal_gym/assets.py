@@ -8,12 +8,13 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from recal_gym.errors import AssetMissing, UnknownName, close_matches_hint
 
-__all__ = ["ASSETS", "Asset", "install_command", "locate"]
+__all__ = ["ASSETS", "Asset", "cache_root", "install_command", "locate"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -117,3 +118,12 @@ def locate(name: str) -> Path:
             f"asset {name!r}: {path} is missing from the installed package; reinstall with: {install_command(name)}"
         )
     return path
+
+
+def cache_root() -> Path:
+    """The recal-gym cache directory: ``$RECAL_GYM_CACHE``, else ``$XDG_CACHE_HOME/recal-gym``."""
+    explicit = os.environ.get("RECAL_GYM_CACHE")
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg).expanduser() / "recal-gym"

@@ -1,0 +1,312 @@
+"""On-disk response cache (SQLite in WAL mode) and the backend wrapper that uses it.
+
+**Key.** ``cache_key(model, query)`` is the SHA-256 of the canonical JSON (sorted keys, no spaces) of
+``{"v": 1, "model_id", "messages", "temperature", "top_p", "seed", "max_tokens"}``, where
+``messages`` is the exact chat sent (``protocol.md`` §9, so a change of the candidate instruction
+invalidates old entries). The key deliberately **omits** ``base_url``, the backend name and the API key:
+the same model id with the same sampling answers the same way whichever server hosts it, and moving a
+server must not throw the cache away. A pool that serves *different* weights under one model id on
+different servers must give them different cache files.
+
+**Durability.** WAL journal, ``busy_timeout`` (writers from several processes wait for each other
+instead of failing), every write batch in one ``BEGIN IMMEDIATE`` transaction, first writer wins
+(``INSERT OR IGNORE``). A process killed mid-write loses at most its open transaction; the file
+stays intact. Only successful calls are stored; failures are never cached.
+
+**What is wrapped.** Only live backends (``openai``, ``vllm``, ``transformers``) go through the cache.
+Simulated and replay outcomes depend on the episode's question, not only on the query, and are
+already exact and free, so their requests pass straight through (counted as ``cache_bypass``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from recal_gym.errors import InvalidConfig
+from recal_gym.pools.base import Backend
+from recal_gym.pools.spec import PoolModel
+from recal_gym.prompt import render_candidate_prompt
+from recal_gym.types import CallRequest, CallResult, QARow
+
+__all__ = ["CACHED_BACKENDS", "CachedBackend", "CachedResponse", "ResponseCache", "cache_key"]
+
+CACHE_SCHEMA_VERSION = 1
+CACHED_BACKENDS: frozenset[str] = frozenset({"openai", "vllm", "transformers"})
+"""Backends whose calls the cache stores; the others pass through."""
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS responses ("
+    " key TEXT PRIMARY KEY,"
+    " model_id TEXT NOT NULL,"
+    " text TEXT NOT NULL,"
+    " prompt_tokens INTEGER NOT NULL,"
+    " completion_tokens INTEGER NOT NULL"
+    ") WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+)
+
+
+def cache_key(model: PoolModel, query: str) -> str:
+    """Return the hex SHA-256 cache key of a call of ``model`` with ``query`` (module docstring)."""
+    payload = {
+        "v": CACHE_SCHEMA_VERSION,
+        "model_id": model.model_id or model.name,
+        "messages": [{"role": "user", "content": render_candidate_prompt(query)}],
+        "temperature": model.temperature,
+        "top_p": model.top_p,
+        "seed": model.seed,
+        "max_tokens": model.max_tokens,
+    }
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CachedResponse:
+    """One stored reply."""
+
+    model_id: str
+    """The model id the reply came from (for inspection; not part of the lookup)."""
+    text: str
+    """Reply text."""
+    prompt_tokens: int
+    """Input tokens reported by the backend."""
+    completion_tokens: int
+    """Output tokens reported by the backend."""
+
+
+class ResponseCache:
+    """A key -> :class:`CachedResponse` store in one SQLite file, safe across threads and processes.
+
+    Args:
+        path: The database file (parent directories are created).
+        busy_timeout_s: How long a writer waits for another process's lock before giving up.
+
+    Raises:
+        InvalidConfig: ``busy_timeout_s`` is not positive.
+    """
+
+    def __init__(self, path: str | Path, *, busy_timeout_s: float = 30.0) -> None:
+        """Open (or create) the database and its tables."""
+        if not busy_timeout_s > 0:
+            raise InvalidConfig(f"ResponseCache.busy_timeout_s must be > 0, got {busy_timeout_s!r}")
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves.
+        self._conn: sqlite3.Connection | None = sqlite3.connect(
+            self.path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+        )
+        self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+        self._conn.execute("PRAGMA journal_mode = WAL")
+        self._conn.execute("PRAGMA synchronous = NORMAL")  # in WAL mode: safe against process kills
+        with self._transaction() as conn:
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            conn.execute(
+                "INSERT OR IGNORE INTO meta (name, value) VALUES ('schema_version', ?)", (str(CACHE_SCHEMA_VERSION),)
+            )
+
+    def __repr__(self) -> str:
+        """Name the file."""
+        return f"ResponseCache({str(self.path)!r})"
+
+    def _transaction(self) -> _Transaction:
+        if self._conn is None:
+            raise InvalidConfig(f"response cache {str(self.path)!r} is closed")
+        return _Transaction(self._conn, self._lock)
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, CachedResponse]:
+        """Return the stored replies among ``keys`` (missing keys are absent from the result)."""
+        wanted = list(dict.fromkeys(keys))
+        found: dict[str, CachedResponse] = {}
+        with self._transaction() as conn:
+            for start in range(0, len(wanted), 500):  # stay below SQLite's bound-parameter limit
+                chunk = wanted[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = conn.execute(
+                    "SELECT key, model_id, text, prompt_tokens, completion_tokens FROM responses "
+                    f"WHERE key IN ({marks})",
+                    chunk,
+                ).fetchall()
+                for key, model_id, text, p, c in rows:
+                    found[key] = CachedResponse(model_id=model_id, text=text, prompt_tokens=p, completion_tokens=c)
+        return found
+
+    def get(self, key: str) -> CachedResponse | None:
+        """Return the reply stored under ``key``, or ``None``."""
+        return self.get_many([key]).get(key)
+
+    def put_many(self, entries: Mapping[str, CachedResponse]) -> int:
+        """Store every entry in one transaction; an existing key keeps its first value.
+
+        Returns:
+            The number of new rows written.
+        """
+        if not entries:
+            return 0
+        with self._transaction() as conn:
+            before = conn.total_changes
+            conn.executemany(
+                "INSERT OR IGNORE INTO responses (key, model_id, text, prompt_tokens, completion_tokens) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(k, v.model_id, v.text, v.prompt_tokens, v.completion_tokens) for k, v in entries.items()],
+            )
+            return conn.total_changes - before
+
+    def put(self, key: str, response: CachedResponse) -> bool:
+        """Store one entry; return whether it was new."""
+        return self.put_many({key: response}) == 1
+
+    def __len__(self) -> int:
+        """Number of stored replies."""
+        with self._transaction() as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
+class _Transaction:
+    """``with`` block holding the cache's thread lock and one ``BEGIN IMMEDIATE`` transaction."""
+
+    def __init__(self, conn: sqlite3.Connection, lock: threading.Lock) -> None:
+        self._conn = conn
+        self._lock = lock
+
+    def __enter__(self) -> sqlite3.Connection:
+        self._lock.acquire()
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error:
+            self._lock.release()
+            raise
+        return self._conn
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        try:
+            self._conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        finally:
+            self._lock.release()
+
+
+class CachedBackend:
+    """Wraps a backend with a :class:`ResponseCache` (see the module docstring).
+
+    Identical live requests inside one batch are sent once and share the reply (the duplicates count
+    as hits). Cache hits come back with ``cached=True`` and ``attempts=0``.
+
+    Args:
+        inner: The backend that answers misses.
+        cache: The store.
+        models: The pool entries ``inner`` serves.
+
+    Metrics: the inner backend's counters plus ``cache_hits``, ``cache_misses``, ``cache_writes`` and
+    ``cache_bypass``.
+    """
+
+    def __init__(self, inner: Backend, cache: ResponseCache, models: Sequence[PoolModel]) -> None:
+        """Bind the backend, the store and the models."""
+        self.inner = inner
+        self.cache = cache
+        self._cached_models = {m.name: m for m in models if m.backend in CACHED_BACKENDS}
+        self._counts = {"cache_hits": 0.0, "cache_misses": 0.0, "cache_writes": 0.0, "cache_bypass": 0.0}
+        self._closed = False
+
+    def __repr__(self) -> str:
+        """Name the inner backend and the file."""
+        return f"CachedBackend({self.inner!r}, {self.cache!r})"
+
+    def call_batch(self, requests: Sequence[CallRequest]) -> list[CallResult]:
+        """Answer hits from the cache and send the rest (deduplicated) to the inner backend."""
+        keys: list[str | None] = [
+            cache_key(self._cached_models[r.model], r.query) if r.model in self._cached_models else None
+            for r in requests
+        ]
+        stored = self.cache.get_many(k for k in keys if k is not None)
+        results: list[CallResult | None] = [None] * len(requests)
+        to_send: list[int] = []  # request indices sent to the inner backend
+        first_of: dict[str, int] = {}  # key -> index of the request that carries it
+        for i, key in enumerate(keys):
+            if key is None:
+                self._counts["cache_bypass"] += 1
+                to_send.append(i)
+            elif key in stored:
+                self._counts["cache_hits"] += 1
+                results[i] = _from_cache(stored[key])
+            elif key in first_of:
+                self._counts["cache_hits"] += 1  # filled from the first request's reply below
+            else:
+                self._counts["cache_misses"] += 1
+                first_of[key] = i
+                to_send.append(i)
+        answers = self.inner.call_batch([requests[i] for i in to_send]) if to_send else []
+        fresh: dict[str, CachedResponse] = {}
+        for i, res in zip(to_send, answers, strict=True):
+            results[i] = res
+            key = keys[i]
+            if key is not None and res.ok:
+                model = self._cached_models[requests[i].model]
+                fresh[key] = CachedResponse(
+                    model_id=model.model_id or model.name,
+                    text=res.text,
+                    prompt_tokens=res.prompt_tokens,
+                    completion_tokens=res.completion_tokens,
+                )
+        self._counts["cache_writes"] += self.cache.put_many(fresh)
+        for i, key in enumerate(keys):
+            first = results[first_of[key]] if key is not None and key in first_of else None
+            if results[i] is None and first is not None:
+                results[i] = _shared(first)
+        return [r for r in results if r is not None]
+
+    def metrics(self) -> dict[str, float]:
+        """The inner backend's counters plus the cache counters."""
+        return {**self.inner.metrics(), **self._counts}
+
+    def attach_questions(self, rows: Sequence[QARow]) -> None:
+        """Forward the question set to the inner backend."""
+        self.inner.attach_questions(rows)
+
+    def close(self) -> None:
+        """Close the inner backend and the store (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self.inner.close()
+        self.cache.close()
+
+
+def _from_cache(entry: CachedResponse) -> CallResult:
+    return CallResult(
+        ok=True,
+        text=entry.text,
+        completion_tokens=entry.completion_tokens,
+        prompt_tokens=entry.prompt_tokens,
+        attempts=0,
+        cached=True,
+    )
+
+
+def _shared(first: CallResult) -> CallResult:
+    """A duplicate request in the same batch shares the first request's reply."""
+    if not first.ok:
+        return first
+    return CallResult(
+        ok=True,
+        text=first.text,
+        completion_tokens=first.completion_tokens,
+        prompt_tokens=first.prompt_tokens,
+        attempts=0,
+        cached=True,
+    )
