@@ -453,11 +453,11 @@ def load_policy(config: TrainConfig, work_dir: str | Path) -> tuple[torch.nn.Mod
         tokenizer = load_tiny_tokenizer(path)
         model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
     elif config.policy == "smollm2":
-        from recal_gym.assets import locate
+        from agents.assets_prepare import prepare_smollm2
 
-        gguf = locate("smollm2")
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        path = prepare_smollm2()  # converts the GGUF once into the cache; later calls are no-ops
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
     else:
         tokenizer = AutoTokenizer.from_pretrained(config.policy, local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(config.policy, local_files_only=True)
