@@ -93,6 +93,25 @@ def test_vector_envs_run() -> None:
         envs.close()
 
 
+@pytest.mark.parametrize(
+    "action",
+    [
+        "",
+        "x" * 1_000_000,
+        "<think>" * 50_000,
+        "\x00\ud7ff\U0010ffff" * 1000,
+        "<search>" + "Qwen:" * 10_000 + "</search>",
+        "<answer>" + "é" * 100_000 + "</answer>",
+    ],
+)
+def test_garbage_actions_never_raise(action: str) -> None:
+    env = toy_env()
+    env.reset(seed=0)
+    obs, reward, term, trunc, info = env.step(action)
+    assert type(reward) is float and isinstance(obs, str)
+    assert info["kept_chars"] <= len(action)
+
+
 def test_non_str_action_and_step_after_end_raise() -> None:
     env = toy_env()
     env.reset(seed=0)
@@ -319,7 +338,7 @@ def test_many_random_episodes_ranges_and_types() -> None:
     env = gym.make("RouterQA-v0").unwrapped
     rng = random.Random(0)
     keys0 = None
-    for ep in range(300):
+    for ep in range(1000):
         _, info = env.reset(seed=ep)
         keys0 = keys0 or set(info)
         q = env._ep.row.question
