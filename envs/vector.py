@@ -112,7 +112,7 @@ class RouterQAVectorEnv(VectorEnv):
                 raise ResetNeeded(f"sub-env {i} has finished: pass None as its action or reset it")
             if not self._done[i] and not isinstance(action, str):
                 raise InvalidAction(f"sub-env {i}: actions are str, got {type(action).__name__}")
-        pending = {i: env.begin_step(actions[i]) for i, env in enumerate(self.envs) if not self._done[i]}
+        pending = {i: env.begin_step(str(actions[i])) for i, env in enumerate(self.envs) if not self._done[i]}
         calls = [(i, p.request) for i, p in pending.items() if p is not None]
         answers = self.pool.call_batch([r for _, r in calls]) if calls else []
         results: dict[int, CallResult] = {i: a for (i, _), a in zip(calls, answers, strict=True)}

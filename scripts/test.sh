@@ -14,4 +14,5 @@ fi
 . "${RECAL_GYM_VENV:-.venv}/bin/activate"
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 ruff check .
+mypy
 python -m pytest -p no:cacheprovider "$@"
