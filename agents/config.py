@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from agents.estimator_config import DatasetStats, EstimatorName, RecalConfig
+from agents.estimator_config import DatasetStats, EstimatorName, FinalNorm, RecalConfig
 from recal_gym.errors import InvalidConfig, UnknownName, close_matches_hint
 
 __all__ = ["PRESETS", "EngineName", "TrainConfig", "load_config", "preset"]
@@ -59,6 +59,9 @@ class TrainConfig:
     """Rollout engine."""
     dataset: str = "embedded"
     """Question source passed to ``RouterQAEnv`` (``"embedded"``, ``"embedded:<name>"`` or a path)."""
+    pool: str = ""
+    """Candidate pool: ``""`` = the offline default (six simulated Router-R1 models), else a profile
+    name or a pool file (``recal_gym.pools.spec``)."""
     reward: str = "recal"
     """Reward preset of the env (run in ``"batch"`` reward-state update mode)."""
     pool_seed: int = 0
@@ -109,6 +112,14 @@ class TrainConfig:
     """Advantage estimator (``agents.advantages`` registry)."""
     dataset_stats: DatasetStats = "running"
     """Stage N statistics of ``recal``."""
+    hierarchy: bool = True
+    """Stage H switch of ``recal`` (``RecalConfig.hierarchy``; ablation: ``False``)."""
+    componentwise: bool = True
+    """Stage C switch of ``recal`` (``RecalConfig.componentwise``; ablation: ``False``)."""
+    variance_weighting: bool = True
+    """Stage V switch of ``recal`` (``RecalConfig.variance_weighting``; ablation: ``False``)."""
+    final_norm: FinalNorm = "per_dataset"
+    """Stage N mode of ``recal`` (``RecalConfig.final_norm``; ablation: ``"batch"``)."""
     answer_threshold: float | None = None
     """Learner-side τ override of the auxiliary gates; ``None`` = the env's."""
     loss_agg: _LossAgg = "token-mean"
@@ -125,6 +136,10 @@ class TrainConfig:
     """LoRA rank (0 = full fine-tuning; > 0 needs ``peft``)."""
     checkpoint_every: int = 0
     """Save a checkpoint every this many steps (0 = only at the end)."""
+    init_checkpoint: str = ""
+    """Directory of a learner checkpoint whose *model weights* start the run (the warm start is then
+    skipped; optimiser, calibration and generators start fresh). ``""`` = none. Lets every estimator
+    of a study start from the same warm-started weights (``recal.md`` §10.3)."""
     seed: int = 0
     """Seed of the torch generator (questions, sampling) and the tiny model's weights."""
 
@@ -194,7 +209,14 @@ class TrainConfig:
     @property
     def recal_config(self) -> RecalConfig:
         """The estimator's :class:`~agents.estimator_config.RecalConfig`."""
-        return RecalConfig(dataset_stats=self.dataset_stats, answer_threshold=self.answer_threshold)
+        return RecalConfig(
+            dataset_stats=self.dataset_stats,
+            answer_threshold=self.answer_threshold,
+            hierarchy=self.hierarchy,
+            componentwise=self.componentwise,
+            variance_weighting=self.variance_weighting,
+            final_norm=self.final_norm,
+        )
 
     @property
     def loss_config(self) -> Any:

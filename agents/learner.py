@@ -37,7 +37,7 @@ from agents.rollout import RolloutBatch, TerseRouter, TextCodec, collect_demos, 
 from recal_gym.errors import InvalidConfig
 from recal_gym.types import COMPONENTS, EpisodeRecord
 
-__all__ = ["CHECKPOINT_FILE", "Learner", "build_envs", "build_learner", "load_policy"]
+__all__ = ["CHECKPOINT_FILE", "Learner", "build_envs", "build_learner", "load_policy", "policy_dir"]
 
 logger = logging.getLogger(__name__)
 
@@ -433,34 +433,68 @@ class Learner:
             torch.save(self.state_dict(), path)
         return path
 
+    def load_init_weights(self, directory: str | Path) -> None:
+        """Start from the model weights of ``directory/checkpoint.pt`` (e.g. a shared warm start).
+
+        Only the weights are taken (the reference model too, when there is one); the optimiser,
+        calibration state, reward state, generators and step counter stay fresh, and the warm start
+        is marked done.
+        """
+        state = torch.load(Path(directory) / CHECKPOINT_FILE, weights_only=False)
+        self.model.load_state_dict(state["model"])
+        if self.ref_model is not None:
+            self.ref_model.load_state_dict(state["model"])
+        self.warmstart_done = True
+        self.engine.sync_weights(self.model)
+
     def load_checkpoint(self, directory: str | Path) -> None:
         """Load ``directory/checkpoint.pt`` (the learner's own file format)."""
         self.load_state_dict(torch.load(Path(directory) / CHECKPOINT_FILE, weights_only=False))
 
 
 # ---------------------------------------------------------------------- construction
-def load_policy(config: TrainConfig, work_dir: str | Path) -> tuple[torch.nn.Module, Any]:
-    """Load (or, for ``tiny``, build) the policy and its tokenizer; wrap with LoRA if asked."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def policy_dir(config: TrainConfig, work_dir: str | Path) -> Path:
+    """The local directory holding the policy's weights (built or converted on first use).
 
-    tokenizer: Any
-    model: Any
-
+    ``tiny`` is config-built under ``work_dir`` (head size 64 when the vLLM engine samples, which
+    vLLM's CPU attention needs); ``smollm2`` is the cached conversion of the offline asset; anything
+    else is ``config.policy`` itself, a local directory (nothing is fetched from a hub).
+    """
     if config.policy == "tiny":
-        from agents.tiny_model import build_tiny_model, load_tiny_tokenizer
+        from agents.tiny_model import build_tiny_model
 
-        path = build_tiny_model(Path(work_dir) / "tiny-policy", seed=config.seed, max_position_embeddings=8192)
-        tokenizer = load_tiny_tokenizer(path)
-        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
-    elif config.policy == "smollm2":
+        out = Path(work_dir) / "tiny-policy"
+        if config.engine == "vllm":
+            return build_tiny_model(
+                out,
+                hidden_size=128,
+                num_heads=2,
+                num_kv_heads=2,
+                intermediate_size=256,
+                max_position_embeddings=8192,
+                seed=config.seed,
+            )
+        return build_tiny_model(out, seed=config.seed, max_position_embeddings=8192)
+    if config.policy == "smollm2":
         from agents.assets_prepare import prepare_smollm2
 
-        path = prepare_smollm2()  # converts the GGUF once into the cache; later calls are no-ops
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
+        return prepare_smollm2()  # converts the GGUF once into the cache; later calls are no-ops
+    return Path(config.policy)
+
+
+def load_policy(config: TrainConfig, work_dir: str | Path) -> tuple[torch.nn.Module, Any]:
+    """Load the policy (see :func:`policy_dir`) and its tokenizer; wrap with LoRA if asked."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = policy_dir(config, work_dir)
+    tokenizer: Any
+    if config.policy == "tiny":
+        from agents.tiny_model import load_tiny_tokenizer
+
+        tokenizer = load_tiny_tokenizer(path)
     else:
-        tokenizer = AutoTokenizer.from_pretrained(config.policy, local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(config.policy, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    model: Any = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
     if config.lora_rank > 0:
         try:
             from peft import LoraConfig, get_peft_model
@@ -481,7 +515,7 @@ def build_envs(config: TrainConfig, tokenizer: Any, count: int) -> list[Any]:
     from recal_gym.reward_spec import make_spec
 
     questions = load_questions(config.dataset)
-    pool = build_pool(None, PoolOptions(seed=config.pool_seed))
+    pool = build_pool(config.pool or None, PoolOptions(seed=config.pool_seed))
     spec = make_spec(config.reward, update_mode="batch")
     return [
         RouterQAEnv(
@@ -515,6 +549,9 @@ def build_learner(config: TrainConfig, work_dir: str | Path, *, ctx: DistContext
     if config.engine == "vllm":
         from agents.engines import VLLMEngine
 
-        engine = VLLMEngine(config.policy, tokenizer)
+        engine = VLLMEngine(str(policy_dir(config, work_dir)), tokenizer)
     logger.info("learner built: policy=%s envs=%d components=%s", config.policy, len(envs), list(COMPONENTS))
-    return Learner(config, model=model, tokenizer=tokenizer, envs=envs, engine=engine, ctx=ctx, ref_model=ref)
+    learner = Learner(config, model=model, tokenizer=tokenizer, envs=envs, engine=engine, ctx=ctx, ref_model=ref)
+    if config.init_checkpoint:
+        learner.load_init_weights(config.init_checkpoint)
+    return learner

@@ -29,6 +29,8 @@ _OVERRIDES = {
     "checkpoint_every": int,
     "estimator": str,
     "lr": float,
+    "pool": str,
+    "init_checkpoint": str,
 }
 _SUMMARY = ("episode/return", "episode/format_ok", "episode/em", "loss/policy")
 
