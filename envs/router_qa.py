@@ -66,6 +66,7 @@ class _Episode:
     counts: dict[str, float] = field(default_factory=dict)
     calls_per_model: dict[str, float] = field(default_factory=dict)
     raw_cost: float = 0.0
+    transcript_tokens: int = 0
     done: bool = False
 
 
@@ -361,8 +362,10 @@ class RouterQAEnv(gym.Env[str, str]):
         terminated = step["parsed"].kind == "answer"
         termination = "answer" if terminated else ""
         truncated = False
-        if self.counter.count(ep.transcript) >= self.max_transcript_tokens:
+        ep.transcript_tokens = self.counter.count(ep.transcript)  # once per step; _info reuses it
+        if ep.transcript_tokens >= self.max_transcript_tokens:
             ep.transcript = self.counter.truncate(ep.transcript, self.max_transcript_tokens)
+            ep.transcript_tokens = self.counter.count(ep.transcript)
             ep.spans = [(s, min(e, len(ep.transcript))) for s, e in ep.spans if s < len(ep.transcript)]
             truncated, termination = not terminated, termination or "transcript_limit"
         if not (terminated or truncated) and ep.turn > self.max_routed_turns:
@@ -492,7 +495,7 @@ class RouterQAEnv(gym.Env[str, str]):
             "format_error": score.format_error if score else "",
             "answer": score.answer if score else "",
             "termination": s.get("termination", ""),
-            "transcript_tokens": float(self.counter.count(ep.transcript)),
+            "transcript_tokens": float(ep.transcript_tokens),
         }
         if score is not None and self._last_record is not None:
             info["episode_record"] = self._last_record.to_dict()
