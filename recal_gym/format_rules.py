@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from recal_gym.protocol import RESERVED_TAGS, TAG_STRINGS, Block, scan_blocks
 from recal_gym.resolver import resolve_model
@@ -36,17 +36,7 @@ FormatError = Literal[
     "bad_route_syntax",
     "unknown_model",
 ]
-FORMAT_ERRORS: tuple[str, ...] = (
-    "no_blocks",
-    "unbalanced_tags",
-    "empty_think",
-    "nested_tags",
-    "block_counts",
-    "not_starting_with_think",
-    "not_ending_with_answer",
-    "bad_route_syntax",
-    "unknown_model",
-)
+FORMAT_ERRORS: tuple[str, ...] = get_args(FormatError)[1:]
 """The rule ids F1-F9, in checking order."""
 
 
