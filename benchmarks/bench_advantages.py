@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from agents.advantages import RewardBatch, make_estimator
-from agents.calibration import CalibrationState
-from agents.estimator_config import RecalConfig
+from agents.grpo.advantages import RewardBatch, make_estimator
+from agents.grpo.calibration import CalibrationState
+from agents.grpo.estimator_config import RecalConfig
 from recal_gym.types import COMPONENTS
 
 N, G, K = 512, 8, 6

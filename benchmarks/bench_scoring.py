@@ -1,4 +1,4 @@
-"""Throughput of the terminal-reward scorer (``recal_gym.scoring.score_episode``).
+"""Throughput of the terminal-reward scorer (``recal_gym.rewards.scoring.score_episode``).
 
 Run with::
 
@@ -14,9 +14,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recal_gym.reward_spec import RewardSpec, make_spec, recal_spec, router_r1_spec
-from recal_gym.reward_state import RewardState
-from recal_gym.scoring import rescore, score_episode
+from recal_gym.rewards.scoring import rescore, score_episode
+from recal_gym.rewards.spec import RewardSpec, make_spec, recal_spec, router_r1_spec
+from recal_gym.rewards.state import RewardState
 from recal_gym.types import AliasRule, CallRecord, EpisodeRecord, NameTable
 
 _NAMES = (

@@ -1,6 +1,6 @@
 r"""Short-sequence behaviour cloning for the ReCal study's tiny policy (warm start, stage A).
 
-The env warm start (``Learner.warm_start``, ``recal.md`` §10.3) trains on the full ~1,150-token
+The env warm start (``Learner.warm_start``, ``docs/learner.md`` §10.3) trains on the full ~1,150-token
 router prompt, so each step is slow, and a ~0.3 M-parameter byte-level policy does not learn to copy an
 unseen question into its route within a CPU budget (measured: no related route after 150-300 steps).
 Stage A therefore clones the same demonstrations on *short* sequences, the end of the prompt only::

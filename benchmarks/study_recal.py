@@ -5,7 +5,7 @@ One command reruns everything (about 45-55 minutes on a 2-core machine)::
     python benchmarks/study_recal.py --out benchmarks/results/recal_study
 
 and ``--quick`` runs a smoke version in seconds. Per seed, one supervised warm start (format and
-copying, routes to uniformly random models, ``recal.md`` §10.3) is saved and every arm of both settings
+copying, routes to uniformly random models, ``docs/learner.md`` §10.3) is saved and every arm of both settings
 starts RL from those same weights; every arm of a seed also sees the same question sequence, so the
 comparison is paired. Runs go to two worker processes with one torch thread each.
 
@@ -65,7 +65,7 @@ def _init_worker() -> None:
 
 
 def _config(budget: Budget, setting: Setting, seed: int, policy: str, **changes: Any) -> Any:
-    from agents.config import preset
+    from agents.grpo.config import preset
 
     base = dataclasses.replace(
         preset("tiny"),
@@ -95,8 +95,8 @@ def warm_start_task(task: dict[str, Any]) -> dict[str, Any]:
     from study_setup import COMPACT_NAMES
     from transformers import AutoModelForCausalLM
 
-    from agents.learner import build_learner
-    from agents.tiny_model import build_tiny_model, load_tiny_tokenizer
+    from agents.grpo.learner import build_learner
+    from agents.models.tiny_model import build_tiny_model, load_tiny_tokenizer
 
     budget: Budget = task["budget"]
     setting: Setting = task["setting"]
@@ -153,7 +153,7 @@ def _evaluate(learner: Any, eval_ids: tuple[str, ...], sources: tuple[str, ...],
 
 def run_task(task: dict[str, Any]) -> dict[str, Any]:
     """One RL run: (setting, arm, seed) from the seed's warm start; returns its curves and finals."""
-    from agents.learner import build_learner
+    from agents.grpo.learner import build_learner
 
     budget: Budget = task["budget"]
     setting: Setting = task["setting"]
@@ -272,7 +272,7 @@ def run_study(
     runs.sort(key=lambda r: (SETTINGS.index(r["setting"]), list(ARMS).index(r["arm"]), r["seed"]))
     results = {
         "study": "recal-vs-grpo",
-        "estimator_note": "ReCal = the project's reference design (recal.md §4), not the paper's code.",
+        "estimator_note": "ReCal = the project's reference design (docs/learner.md §4), not the paper's code.",
         "budget": dataclasses.asdict(budget),
         "quick": quick,
         "settings": {

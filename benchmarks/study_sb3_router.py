@@ -28,7 +28,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from agents.sb3 import DISCRETE_ENV_ID, make_router_vec_env
+from agents.adapters.sb3 import DISCRETE_ENV_ID, make_router_vec_env
 from envs.discrete import RouterQADiscreteEnv
 from recal_gym.data import load_questions, train_test_split
 from recal_gym.types import QARow

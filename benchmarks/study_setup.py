@@ -9,12 +9,12 @@ of questions, so the study measures how well each estimator *optimises* routing 
 
 - ``embedded``: 48 of the single-hop and the 16 multi-hop questions under their own data sources, with
   the pool's default profile mapping (single-hop → PopQA figures, multi-hop → HotpotQA figures,
-  ``pool_profiles.md`` §3);
+  ``docs/pools.md`` §3);
 - ``heterogeneous``: the 64 single-hop questions split in two data sources of 32, ``easy_qa`` (an "easy"
   profile, EM 0.60-0.90) and ``hard_qa`` (a "hard" profile, EM 0.03-0.20): same question
   distribution, very different base rates, which is where per-dataset normalisation should matter.
 
-Arms: ``grpo``, ``gdpo``, ``recal`` and ``recal`` with one stage removed in turn (``recal.md`` §4.5).
+Arms: ``grpo``, ``gdpo``, ``recal`` and ``recal`` with one stage removed in turn (``docs/learner.md`` §4.5).
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
-"""ReCal-style reward calibration for scalar-reward agents (``recal.md`` §4.1, §4.4; ``rewards.md`` §11).
+"""ReCal-style reward calibration for scalar-reward agents (``docs/learner.md`` §4.1, §4.4; ``docs/rewards.md`` §11).
 
 Group-relative estimators calibrate *advantages*; agents such as PPO, A2C and DQN only see a scalar
 reward. :class:`CalibratedReward` gives them the two ReCal ingredients that make sense per episode:
 
 1. **Hierarchical gate** (Stage H): the terminal reward is recomputed from the env's *raw* components
-   with a reward spec's gate rules (``recal_gym.reward_spec.compute_gates``; format gates everything,
+   with a reward spec's gate rules (``recal_gym.rewards.spec.compute_gates``; format gates everything,
    answer ≥ τ gates the auxiliaries) and folded with its weights.
 2. **Per-dataset normalisation** (Stage N, ``dataset_stats="running"``): one running-moments object per
    ``data_source`` (count, mean, M2; parallel combine with optional forgetting) standardises the gated
@@ -25,7 +25,7 @@ import gymnasium as gym
 import numpy as np
 
 from recal_gym.errors import InvalidConfig, InvalidData
-from recal_gym.reward_spec import RewardSpec, compute_gates, fold_rewards, gate_components, make_spec
+from recal_gym.rewards.spec import RewardSpec, compute_gates, fold_rewards, gate_components, make_spec
 from recal_gym.types import COMPONENTS
 
 __all__ = ["CALIBRATION_INFO_KEYS", "CalibratedReward", "CalibrationConfig", "RunningRewardStats"]

@@ -1,10 +1,10 @@
-"""RouterQADiscrete-v0: RouterQA with a fixed-size observation and a discrete action (``protocol.md`` §14).
+"""RouterQADiscrete-v0: RouterQA with a fixed-size observation and a discrete action (``docs/protocol.md`` §14).
 
 Stable-baselines3 cannot handle text spaces, so this env wraps :class:`~envs.router_qa.RouterQAEnv` behind a
 ``Box`` observation (query features + turn state) and a ``Discrete(K + 1)`` action: route the question to
 listed model ``k``, or answer with the best reply so far. Query features come from any object that satisfies
 :class:`QueryFeaturizer`; the default, :class:`HashingFeaturizer`, needs no model. A MiniLM featuriser lives in
-``agents.featurizers`` (it needs torch, which ``envs`` never imports).
+``agents.models.featurizers`` (it needs torch, which ``envs`` never imports).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from gymnasium import spaces
 
 from envs.router_qa import RouterQAEnv
 from recal_gym.errors import InvalidAction, InvalidConfig, ResetNeeded
-from recal_gym.metrics import normalize_answer
 from recal_gym.pools.replies import answer_from_splice
+from recal_gym.rewards.answer_metrics import normalize_answer
 from recal_gym.types import COMPONENTS
 
 __all__ = [

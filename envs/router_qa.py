@@ -1,4 +1,4 @@
-"""RouterQA-v0: multi-round LLM routing as a Gymnasium text environment (``protocol.md``)."""
+"""RouterQA-v0: multi-round LLM routing as a Gymnasium text environment (``docs/protocol.md``)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from recal_gym.pools.options import PoolOptions
 from recal_gym.prompt import DescriptorField, PromptVariant, render_router_prompt
 from recal_gym.protocol import QuerySplit, cut_action, neutralise, parse_action
 from recal_gym.resolver import resolve_model
-from recal_gym.reward_spec import RewardSpec, make_spec
-from recal_gym.reward_state import RewardState
-from recal_gym.scoring import EpisodeScore, score_episode
+from recal_gym.rewards.scoring import EpisodeScore, score_episode
+from recal_gym.rewards.spec import RewardSpec, make_spec
+from recal_gym.rewards.state import RewardState
 from recal_gym.tokens import TokenCounter, TokenizerCounter, WordPunctCounter
 from recal_gym.types import COMPONENTS, CallRecord, CallRequest, CallResult, EpisodeRecord, NameMatching, QARow
 
@@ -91,7 +91,7 @@ class RouterQAEnv(gym.Env[str, str]):
 
     ## Rewards
     ``0.0`` on non-terminal steps. On the terminal step, the scalar of the reward spec (presets
-    ``"recal"``, the default, and ``"router-r1"``; ``rewards.md``), which equals
+    ``"recal"``, the default, and ``"router-r1"``; ``docs/rewards.md``), which equals
     ``sum(info["reward_weights"][k] * info["reward_components"][k])`` folded in key order
     ``format, answer, info, route, balance, cost``, bit for bit.
 

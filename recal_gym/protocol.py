@@ -1,6 +1,6 @@
 """Tag grammar, cut rule, action parsing and neutralisation of the RouterQA protocol.
 
-Implements ``protocol.md`` §4 (blocks), §5.2 (cut), §5.3 (parse) and §15 (neutralisation).
+Implements ``docs/protocol.md`` §4 (blocks), §5.2 (cut), §5.3 (parse) and §15 (neutralisation).
 Everything here is a pure function of strings.
 """
 
@@ -27,7 +27,7 @@ __all__ = [
 ]
 
 RESERVED_TAGS: tuple[str, ...] = ("think", "search", "information", "answer")
-"""The four reserved tags, lower case, no attributes (``protocol.md`` §4)."""
+"""The four reserved tags, lower case, no attributes (``docs/protocol.md`` §4)."""
 TAG_STRINGS: tuple[str, ...] = tuple(s for t in RESERVED_TAGS for s in (f"<{t}>", f"</{t}>"))
 """The eight reserved tag strings."""
 
@@ -59,7 +59,7 @@ class Block:
 
 
 def scan_blocks(text: str) -> list[Block]:
-    """Find every block by one left-to-right, non-overlapping scan (``protocol.md`` §4).
+    """Find every block by one left-to-right, non-overlapping scan (``docs/protocol.md`` §4).
 
     A block is an opening reserved tag, the shortest content after it (may span lines) and the
     matching closing tag. Matching is case-sensitive.
@@ -84,7 +84,7 @@ def scan_blocks(text: str) -> list[Block]:
 
 
 def last_answer(text: str) -> str | None:
-    """Return the stripped content of the **last** answer block, or ``None`` (``rewards.md`` §2).
+    """Return the stripped content of the **last** answer block, or ``None`` (``docs/rewards.md`` §2).
 
     This is a separate scan for answer blocks only, so an answer nested in a think block is found.
     """
@@ -95,7 +95,7 @@ def last_answer(text: str) -> str | None:
 
 
 def neutralise(text: str) -> tuple[str, bool]:
-    r"""Escape every reserved-tag look-alike in untrusted text (``protocol.md`` §15).
+    r"""Escape every reserved-tag look-alike in untrusted text (``docs/protocol.md`` §15).
 
     Every match of ``<\s*/?\s*(think|search|information|answer)\s*>`` (case-insensitive) has its
     ``<`` replaced by ``&lt;`` and its ``>`` by ``&gt;``. Nothing else changes; nothing is un-escaped.
@@ -111,7 +111,7 @@ def neutralise(text: str) -> tuple[str, bool]:
 
 
 def cut_action(text: str) -> tuple[str, CutKind]:
-    """Apply the cut rule of ``protocol.md`` §5.2.
+    """Apply the cut rule of ``docs/protocol.md`` §5.2.
 
     Keep up to and including the first ``</search>`` if there is one; otherwise up to and including
     the first ``</answer>``; otherwise everything.
@@ -129,7 +129,7 @@ def cut_action(text: str) -> tuple[str, CutKind]:
 
 @dataclass(frozen=True, slots=True)
 class ParsedAction:
-    """The action found in one turn's kept text (``protocol.md`` §5.3)."""
+    """The action found in one turn's kept text (``docs/protocol.md`` §5.3)."""
 
     kind: ActionKind
     parse_error: ParseError = ""

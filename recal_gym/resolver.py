@@ -1,6 +1,6 @@
 """Model-name resolution shared by the environment, the format reward and the scorer.
 
-``protocol.md`` §8: a pure function of (NAME, pool names, matching mode). It returns a pool display
+``docs/protocol.md`` §8: a pure function of (NAME, pool names, matching mode). It returns a pool display
 name or ``None`` (unknown); it never raises for any string.
 """
 

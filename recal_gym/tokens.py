@@ -1,4 +1,4 @@
-"""Token counters: the units of every length limit of the protocol (``protocol.md`` §7).
+"""Token counters: the units of every length limit of the protocol (``docs/protocol.md`` §7).
 
 The dependency-free default, :class:`WordPunctCounter`, counts words and single punctuation
 characters. :class:`TokenizerCounter` wraps any tokenizer with ``encode``/``decode`` (for example

@@ -2,7 +2,7 @@
 
 Questions (:class:`QARow`), pool entries (:class:`PoolModel`, :class:`AliasRule`,
 :class:`NameTable`), candidate calls (:class:`CallRequest`, :class:`CallResult`,
-:class:`CallRecord`) and the finished episode (:class:`EpisodeRecord`, ``protocol.md`` §13).
+:class:`CallRecord`) and the finished episode (:class:`EpisodeRecord`, ``docs/protocol.md`` §13).
 All are frozen dataclasses; collections inside them are tuples so they hash and never alias.
 """
 
@@ -30,7 +30,7 @@ __all__ = [
 
 ComponentName = Literal["format", "answer", "info", "route", "balance", "cost"]
 COMPONENTS: tuple[ComponentName, ...] = ("format", "answer", "info", "route", "balance", "cost")
-"""The six reward components in their fixed key order (``rewards.md`` §1)."""
+"""The six reward components in their fixed key order (``docs/rewards.md`` §1)."""
 
 NameMatching = Literal["exact", "lenient", "router-r1"]
 RouteOutcome = Literal["", "executed", "unknown_model", "call_failed", "not_executed_final_turn"]
@@ -48,7 +48,7 @@ class SubQuestion:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class QARow:
-    """One question of a dataset (``protocol.md`` §10)."""
+    """One question of a dataset (``docs/protocol.md`` §10)."""
 
     question_id: str
     """Stable id, unique across datasets (``"{data_source}/{index}"`` when a source has none)."""
@@ -80,7 +80,7 @@ class QARow:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AliasRule:
-    """An ordered keyword rule of the lenient resolver (``protocol.md`` §8)."""
+    """An ordered keyword rule of the lenient resolver (``docs/protocol.md`` §8)."""
 
     keywords: tuple[str, ...]
     """Lower-case keywords that must all occur in the requested name."""
@@ -161,7 +161,7 @@ class CallResult:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CallRecord:
-    """One route of an episode as the offline scorer sees it (``protocol.md`` §13)."""
+    """One route of an episode as the offline scorer sees it (``docs/protocol.md`` §13)."""
 
     turn: int
     requested_model: str
@@ -186,7 +186,7 @@ class CallRecord:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EpisodeRecord:
-    """Everything the offline scorer needs about one finished episode (``protocol.md`` §13)."""
+    """Everything the offline scorer needs about one finished episode (``docs/protocol.md`` §13)."""
 
     question_id: str
     data_source: str

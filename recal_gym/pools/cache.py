@@ -2,7 +2,7 @@
 
 **Key.** ``cache_key(model, query)`` is the SHA-256 of the canonical JSON (sorted keys, no spaces) of
 ``{"v": 1, "model_id", "messages", "temperature", "top_p", "seed", "max_tokens"}``, where
-``messages`` is the exact chat sent (``protocol.md`` §9, so a change of the candidate instruction
+``messages`` is the exact chat sent (``docs/protocol.md`` §9, so a change of the candidate instruction
 invalidates old entries). The key deliberately **omits** ``base_url``, the backend name and the API key:
 the same model id with the same sampling answers the same way whichever server hosts it, and moving a
 server must not throw the cache away. A pool that serves *different* weights under one model id on

@@ -2,13 +2,13 @@
 
 ``model_id`` is a **local directory** (``~`` and ``$VARS`` are expanded) loaded with
 ``local_files_only=True``; nothing is ever fetched from a hub. For SmolLM2 run
-``recal-gym assets prepare smollm2`` (``agents/assets_prepare.py``) once and point ``model_id`` at the
+``recal-gym assets prepare smollm2`` (``agents/models/assets_prepare.py``) once and point ``model_id`` at the
 directory it prints. torch and transformers are imported lazily, on the first call, so importing this
 module stays cheap and torch-free.
 
 Pool models that share a directory share one loaded model. Requests are grouped by (directory,
 sampling parameters) and generated in left-padded batches of ``batch_size``. The prompt is the
-tokenizer's chat template applied to the single user message of ``protocol.md`` §9 (the raw message
+tokenizer's chat template applied to the single user message of ``docs/protocol.md`` §9 (the raw message
 when the tokenizer has no template). Greedy decoding when ``temperature == 0``; otherwise sampling with
 ``temperature``/``top_p`` under a forked torch RNG seeded with the entry's ``seed`` (the caller's global
 RNG is untouched; a sampled reply depends on the batch it was generated in).

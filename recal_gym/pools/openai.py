@@ -85,7 +85,7 @@ _GUARD_SLACK_S = 5.0  # extra time the blocking caller waits beyond the computed
 
 
 def chat_request_body(model: PoolModel, query: str) -> dict[str, Any]:
-    """Return the chat-completions JSON body for ``query`` (``protocol.md`` §9).
+    """Return the chat-completions JSON body for ``query`` (``docs/protocol.md`` §9).
 
     One user message (:func:`~recal_gym.prompt.render_candidate_prompt`), no system message, and the
     pool entry's ``temperature``, ``top_p``, ``seed`` and ``max_tokens``.

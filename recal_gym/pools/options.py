@@ -19,7 +19,7 @@ def _in_range(owner: str, name: str, value: float, lo: float, hi: float) -> None
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SimulatedConfig:
-    """Settings of the simulated pool (``pool_profiles.md`` §3; project defaults)."""
+    """Settings of the simulated pool (``docs/pools.md`` §3; project defaults)."""
 
     accuracy_scale: float = 1.0
     """Multiplies every published EM before clipping to [0.001, 0.999]."""

@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from recal_gym.errors import BackendError, InvalidConfig, InvalidData, UnknownModel, close_matches_hint
-from recal_gym.metrics import contains_answer
 from recal_gym.pools.base import Pool
 from recal_gym.pools.options import PoolOptions
 from recal_gym.pools.spec import PoolModel, PoolSpec
+from recal_gym.rewards.answer_metrics import contains_answer
 from recal_gym.types import CallRequest, CallResult, QARow
 
 __all__ = [

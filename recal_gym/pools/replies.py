@@ -1,6 +1,6 @@
 """Reply text of the simulated pool: answer types, distractors, templates and padding.
 
-``pool_profiles.md`` §3. A simulated reply is a first line that states an answer (or abstains, or says
+``docs/pools.md`` §3. A simulated reply is a first line that states an answer (or abstains, or says
 nothing specific), followed by neutral context sentences that pad it to about ``L`` words. The answer
 line uses one fixed template, so :func:`extract_stated_answer` recovers what a perfect copier would
 answer. Every function here is pure; randomness comes in as an explicit ``numpy.random.Generator``.
@@ -14,8 +14,8 @@ from typing import Literal
 
 import numpy as np
 
-from recal_gym.metrics import normalize_answer
 from recal_gym.protocol import neutralise
+from recal_gym.rewards.answer_metrics import normalize_answer
 from recal_gym.types import QARow
 
 __all__ = [
@@ -37,7 +37,7 @@ __all__ = [
 
 AnswerType = Literal["yes/no", "year", "date", "number", "entity"]
 ANSWER_TYPES: tuple[AnswerType, ...] = ("yes/no", "year", "date", "number", "entity")
-"""The answer types of ``pool_profiles.md`` §3 ("entity" also covers every other answer)."""
+"""The answer types of ``docs/pools.md`` §3 ("entity" also covers every other answer)."""
 
 DistractorBank = Mapping[str, Mapping[str, tuple[str, ...]]]
 """data source -> answer type -> sorted, de-duplicated gold answers of that source's rows and targets."""
@@ -323,7 +323,7 @@ def compose_reply(
         scrub_first_line: Also scrub the first line (abstentions and uninformative replies).
 
     Returns:
-        The reply, neutralised (``protocol.md`` §15): it never contains a reserved tag string.
+        The reply, neutralised (``docs/protocol.md`` §15): it never contains a reserved tag string.
     """
     head = _scrub(first_line, forbidden) if scrub_first_line else first_line.split()
     budget = n_words - len(head)

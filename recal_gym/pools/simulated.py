@@ -1,6 +1,6 @@
 """The simulated candidate pool: the offline default backend, calibrated to Router-R1's Table 4.
 
-``pool_profiles.md`` §3. Each routed query is matched to a *target* of the episode's question
+``docs/pools.md`` §3. Each routed query is matched to a *target* of the episode's question
 (0 = the question itself, 1..K = its gold sub-questions) by content-word F1. On a matched target,
 model m is correct iff ``√ρ·z_t + √(1−ρ)·ε_{t,m} < Φ⁻¹(p(m, d))``, so its marginal accuracy is
 exactly ``p(m, d)`` while ρ couples the models' errors. Correct replies state a gold answer; wrong
@@ -37,7 +37,6 @@ from statistics import NormalDist
 import numpy as np
 
 from recal_gym.errors import InvalidConfig, UnknownModel, close_matches_hint
-from recal_gym.metrics import contains_answer, normalize_answer
 from recal_gym.pools.options import PoolOptions, SimulatedConfig
 from recal_gym.pools.replies import (
     ABSTAIN_LINE,
@@ -52,6 +51,7 @@ from recal_gym.pools.replies import (
     statement,
 )
 from recal_gym.pools.spec import PoolModel, PoolSpec
+from recal_gym.rewards.answer_metrics import contains_answer, normalize_answer
 from recal_gym.types import CallRequest, CallResult, QARow
 
 __all__ = [
@@ -160,7 +160,7 @@ class _Draws:
 
 
 class SimulatedBackend:
-    """Serves the simulated candidate models of a pool (``pool_profiles.md`` §3).
+    """Serves the simulated candidate models of a pool (``docs/pools.md`` §3).
 
     Args:
         spec: The pool (its ``dataset_profile_map`` resolves data sources to profile datasets).

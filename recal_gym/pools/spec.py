@@ -1,7 +1,7 @@
 """Pool description: one entry per candidate model, from a YAML/JSON file or Python objects.
 
 A pool file is a mapping with ``name``, ``models`` (a list of entries), optional ``defaults``
-(merged into every entry), ``alias_rules`` (ordered keyword rules, ``protocol.md`` §8),
+(merged into every entry), ``alias_rules`` (ordered keyword rules, ``docs/protocol.md`` §8),
 ``dataset_profile_map`` and ``name_matching``. One entry::
 
     - name: Qwen2.5-7B-Instruct          # display name shown to the router
@@ -148,7 +148,7 @@ class PoolSpec:
     alias_rules: tuple[AliasRule, ...] = ()
     """Ordered keyword rules of the lenient resolver."""
     dataset_profile_map: tuple[tuple[str, str], ...] = ()
-    """Data source -> profile dataset of the simulated pool (``pool_profiles.md`` §3)."""
+    """Data source -> profile dataset of the simulated pool (``docs/pools.md`` §3)."""
     name_matching: NameMatching = "lenient"
     """Default resolver mode (the environment may override it)."""
 
@@ -363,6 +363,6 @@ def load_pool_spec(source: str | Path | Mapping[str, Any] | PoolSpec) -> PoolSpe
 
 
 def default_pool_spec() -> PoolSpec:
-    """The offline default: the six listed Router-R1 models, simulated (``pool_profiles.md``)."""
+    """The offline default: the six listed Router-R1 models, simulated (``docs/pools.md``)."""
     spec = load_pool_spec("router-r1")
     return spec.only([m.name for m in spec.listed])

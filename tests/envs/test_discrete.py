@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from envs.discrete import FLAT_INFO_KEYS, HashingFeaturizer, RouterQADiscreteEnv, best_answer, reply_answer
 from envs.router_qa import RouterQAEnv
 from recal_gym.errors import InvalidAction, InvalidConfig, ResetNeeded
-from recal_gym.reward_spec import fold_reward
+from recal_gym.rewards.spec import fold_reward
 
 ENV_ID = "RouterQADiscrete-v0"
 

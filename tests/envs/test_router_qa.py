@@ -17,7 +17,7 @@ import recal_gym  # noqa: F401  (registers the envs)
 from envs.router_qa import RouterQAEnv
 from recal_gym.errors import InvalidAction, InvalidConfig, ResetNeeded
 from recal_gym.protocol import scan_blocks
-from recal_gym.scoring import score_episode
+from recal_gym.rewards.scoring import score_episode
 from recal_gym.types import COMPONENTS, EpisodeRecord
 from tests.envs.conftest import ROWS, make_pool
 

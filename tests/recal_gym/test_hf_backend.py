@@ -24,7 +24,7 @@ ROW = QARow(question_id="t/0", question="What is the capital of France?", golden
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from agents.tiny_model import build_tiny_model
+    from agents.models.tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "llama", seed=3)
 
@@ -55,7 +55,7 @@ def test_tiny_model_answers_with_consistent_token_counts(tiny_dir: Path) -> None
     backend = TransformersBackend([_model(tiny_dir)], PoolOptions(), batch_size=2)
     queries = ["capital of France?", "Who wrote Hamlet and when?", "x"]
     results = backend.call_batch([_req(q) for q in queries])
-    from agents.tiny_model import load_tiny_tokenizer
+    from agents.models.tiny_model import load_tiny_tokenizer
 
     tok = load_tiny_tokenizer(tiny_dir)
     for q, res in zip(queries, results, strict=True):
@@ -85,7 +85,7 @@ def test_greedy_is_deterministic_and_models_share_weights(tiny_dir: Path) -> Non
 
 
 def test_eos_cut_and_counting_oracle(tiny_dir: Path) -> None:
-    from agents.tiny_model import load_tiny_tokenizer
+    from agents.models.tiny_model import load_tiny_tokenizer
 
     tok = load_tiny_tokenizer(tiny_dir)
     ids = tok("Paris", add_special_tokens=False)["input_ids"]
@@ -124,7 +124,7 @@ def test_bad_configs_raise(tiny_dir: Path, tmp_path: Path) -> None:
 @pytest.mark.assets
 @pytest.mark.timeout(900)
 def test_smollm2_answers_a_routed_query() -> None:
-    from agents.assets_prepare import locate_smollm2_gguf, prepare_smollm2
+    from agents.models.assets_prepare import locate_smollm2_gguf, prepare_smollm2
 
     try:
         locate_smollm2_gguf()

@@ -1,4 +1,4 @@
-"""Tests of the tag grammar, cut rule, parser and neutralisation (protocol.md §4, §5, §15)."""
+"""Tests of the tag grammar, cut rule, parser and neutralisation (docs/protocol.md §4, §5, §15)."""
 
 from __future__ import annotations
 

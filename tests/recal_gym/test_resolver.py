@@ -1,4 +1,4 @@
-"""Tests of model-name resolution (protocol.md §8)."""
+"""Tests of model-name resolution (docs/protocol.md §8)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests of the simulated candidate pool (recal_gym.pools.simulated, pool_profiles.md §3)."""
+"""Tests of the simulated candidate pool (recal_gym.pools.simulated, docs/pools.md §3)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from recal_gym.errors import InvalidConfig, UnknownModel
-from recal_gym.metrics import contains_answer, exact_match, normalize_answer
 from recal_gym.pools import build_pool, default_pool_spec, load_pool_spec
 from recal_gym.pools.options import PoolOptions, SimulatedConfig
 from recal_gym.pools.replies import (
@@ -34,6 +33,7 @@ from recal_gym.pools.simulated import (
     similarity,
 )
 from recal_gym.protocol import TAG_STRINGS
+from recal_gym.rewards.answer_metrics import contains_answer, exact_match, normalize_answer
 from recal_gym.types import CallRequest, CallResult, QARow, SubQuestion
 
 SPEC = default_pool_spec()

@@ -122,7 +122,7 @@ def test_errors(fake_vllm: type[_FakeLLM], monkeypatch: pytest.MonkeyPatch) -> N
 @pytest.mark.timeout(600)
 def test_real_vllm_engine_on_a_tiny_model(tmp_path: Path) -> None:
     pytest.importorskip("vllm")
-    from agents.tiny_model import build_vllm_tiny_model
+    from agents.models.tiny_model import build_vllm_tiny_model
 
     path = build_vllm_tiny_model(tmp_path / "tiny")
     model = _model("tiny", str(path), max_tokens=8)

@@ -1,0 +1,315 @@
+"""TRL adapter: RouterQA reward components as TRL reward functions, and ReCal advantages in ``GRPOTrainer``.
+
+Two ways to train a RouterQA router with TRL (``docs/learner.md`` §11):
+
+1. **Plain TRL.** :func:`component_reward_funcs` returns one reward function per component (TRL's
+   plain-callable convention). Each plays the completion in a RouterQA env through the Gymnasium API
+   (``reset(options={"question_id": ...})``, ``step(completion)``; later turns come from ``continuation``,
+   by default empty turns, so a completion must answer in its own turn) and returns that component. Use
+   ``kind="gated"`` with ``GRPOConfig(reward_weights=spec weights, multi_objective_aggregation=
+   "normalize_then_sum")`` for TRL's GDPO form.
+2. **ReCal.** Use ``kind="raw"`` functions with the trainer class from :func:`recal_grpo_trainer_class`. It
+   runs TRL's own generation and reward calls, then replaces TRL's advantages by those of any
+   ``agents.grpo.advantages`` estimator (default ``"recal"``) on the gathered batch: raw components → the reward
+   spec's gates (``recal_gym.rewards.spec.compute_gates``) → :class:`~agents.grpo.advantages.RewardBatch` →
+   estimator, with an explicit :class:`~agents.grpo.calibration.CalibrationState`. The dataset needs the columns
+   ``prompt``, ``question_id`` and ``data_source``.
+
+Example (see ``examples/trl_grpo_tiny.py`` for a runnable CPU version)::
+
+    scorer = RouterQAScorer()
+    Trainer = recal_grpo_trainer_class()
+    trainer = Trainer(model=..., args=GRPOConfig(...), train_dataset=ds,
+                      reward_funcs=component_reward_funcs(scorer, kind="raw"), estimator="recal")
+    trainer.train()
+
+TRL is optional: it is imported only inside :func:`recal_grpo_trainer_class`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor
+
+from agents.grpo.advantages import AdvantageFn, AdvantageOut, RewardBatch, make_estimator
+from agents.grpo.calibration import CalibrationState
+from agents.grpo.estimator_config import RecalConfig
+from recal_gym.errors import InvalidConfig, InvalidData
+from recal_gym.rewards.spec import RewardSpec, compute_gates, fold_rewards, gate_components, make_spec
+from recal_gym.types import COMPONENTS
+
+__all__ = [
+    "ComponentKind",
+    "EpisodeComponents",
+    "RecalStep",
+    "RouterQAScorer",
+    "build_reward_batch",
+    "component_reward_funcs",
+    "recal_advantages",
+    "recal_grpo_trainer_class",
+]
+
+ComponentKind = Literal["raw", "gated"]
+"""Which components the reward functions return: pre-gate (for ReCal) or gated (for plain TRL)."""
+
+Continuation = Callable[[str, Mapping[str, Any]], str]
+"""``(observation, info) -> next turn``: how an episode goes on after the completion's turn."""
+
+
+def _empty_turn(observation: str, info: Mapping[str, Any]) -> str:
+    return ""
+
+
+def _completion_text(completion: Any) -> str:
+    """A TRL completion as text: a string, or the last message's content for conversational data."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, Sequence) and completion and isinstance(completion[-1], Mapping):
+        return str(completion[-1].get("content", ""))
+    raise InvalidData(f"cannot read a completion of type {type(completion).__name__}; expected str or messages")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EpisodeComponents:
+    """Components of one scored completion."""
+
+    raw: dict[str, float]
+    """Pre-gate components, COMPONENTS keys."""
+    gated: dict[str, float]
+    """Gated components, COMPONENTS keys."""
+    data_source: str
+    """The question's dataset."""
+
+
+class RouterQAScorer:
+    """Plays completions in a RouterQA env and caches the components of the last batch.
+
+    TRL calls every reward function on the same batch in turn; the six component functions share
+    one scorer, so each batch is played once.
+
+    Args:
+        env: A RouterQA env (default ``gym.make("RouterQA-v0")``). Its reward state evolves with each
+            scored episode, as in the learner's episode mode.
+        continuation: Later turns after the completion's turn (default: empty turns, which end the
+            episode without an answer if the completion did not answer).
+    """
+
+    def __init__(self, env: gym.Env | None = None, *, continuation: Continuation | None = None) -> None:
+        """Create the scorer."""
+        if env is None:
+            import recal_gym  # noqa: F401 - registers RouterQA-v0
+
+            env = gym.make("RouterQA-v0")
+        self.env = env
+        self.continuation = _empty_turn if continuation is None else continuation
+        self._key: tuple[tuple[str, ...], tuple[str, ...]] | None = None
+        self._cache: list[EpisodeComponents] = []
+
+    def play(self, completion: str, question_id: str) -> EpisodeComponents:
+        """Play one completion as the first turn of the question's episode; return its components."""
+        obs, info = self.env.reset(options={"question_id": str(question_id)})
+        turn = completion
+        while True:
+            obs, _, terminated, truncated, info = self.env.step(turn)
+            if terminated or truncated:
+                break
+            turn = self.continuation(obs, info)
+        return EpisodeComponents(
+            raw={k: float(info["reward_components_raw"][k]) for k in COMPONENTS},
+            gated={k: float(info["reward_components"][k]) for k in COMPONENTS},
+            data_source=str(info["data_source"]),
+        )
+
+    def score(self, completions: Sequence[Any], question_ids: Sequence[str]) -> list[EpisodeComponents]:
+        """Components of every (completion, question) pair; a repeated batch is served from the cache."""
+        if len(completions) != len(question_ids):
+            raise InvalidData(f"{len(completions)} completions but {len(question_ids)} question ids")
+        texts = tuple(_completion_text(c) for c in completions)
+        key = (texts, tuple(str(q) for q in question_ids))
+        if key != self._key:
+            self._cache = [self.play(t, q) for t, q in zip(*key, strict=True)]
+            self._key = key
+        return list(self._cache)
+
+
+def component_reward_funcs(
+    scorer: RouterQAScorer, *, kind: ComponentKind = "raw", components: Sequence[str] = COMPONENTS
+) -> list[Callable[..., list[float]]]:
+    """One TRL reward function per component, named ``"<kind>_<component>"``.
+
+    Each has TRL's signature ``f(prompts, completions, question_id, **kwargs) -> list[float]``; the
+    dataset must have a ``question_id`` column.
+
+    Raises:
+        InvalidConfig: an unknown ``kind`` or component name.
+    """
+    if kind not in ("raw", "gated"):
+        raise InvalidConfig(f"kind={kind!r}: must be 'raw' or 'gated'")
+    unknown = [c for c in components if c not in COMPONENTS]
+    if unknown:
+        raise InvalidConfig(f"unknown components {unknown}; known: {list(COMPONENTS)}")
+
+    def make(component: str) -> Callable[..., list[float]]:
+        def reward(prompts: Sequence[Any], completions: Sequence[Any], question_id: Sequence[str], **_: Any) -> list:
+            scored = scorer.score(completions, question_id)
+            return [getattr(s, kind)[component] for s in scored]
+
+        reward.__name__ = f"{kind}_{component}"
+        reward.__qualname__ = reward.__name__
+        return reward
+
+    return [make(c) for c in components]
+
+
+def build_reward_batch(
+    raw: np.ndarray | Tensor,
+    data_sources: Sequence[str],
+    groups: int | Sequence[Hashable],
+    spec: RewardSpec,
+) -> RewardBatch:
+    """Build the estimators' :class:`RewardBatch` from per-trajectory raw components.
+
+    Gates come from ``recal_gym.rewards.spec.compute_gates`` with the spec's rules and τ; the scalar is the
+    spec's fold of the gated components; source ids are in first-seen order.
+
+    Args:
+        raw: ``(N, 6)`` float raw components in COMPONENTS order (NaN = unscorable).
+        data_sources: ``(N,)`` dataset names.
+        groups: G (TRL: a prompt's G completions are consecutive, group ``i // G``), or ``(N,)`` group
+            keys (verl's ``uid``), numbered in first-seen order.
+        spec: Gate rules, τ and weights.
+
+    Raises:
+        InvalidData: inconsistent shapes, or N not a multiple of G.
+    """
+    r = np.asarray(raw.detach().cpu().numpy() if isinstance(raw, Tensor) else raw, dtype=np.float64)
+    n = r.shape[0] if r.ndim == 2 else -1
+    if r.ndim != 2 or r.shape[1] != len(COMPONENTS) or len(data_sources) != n:
+        raise InvalidData(f"raw must be (N, 6) with N data sources; got {r.shape} and {len(data_sources)} sources")
+    if isinstance(groups, int):
+        if groups < 1 or n % groups:
+            raise InvalidData(f"N={n} is not a multiple of num_generations={groups}")
+        group = torch.arange(n, dtype=torch.int64) // groups
+    else:
+        if len(groups) != n:
+            raise InvalidData(f"{len(groups)} group keys for N={n} trajectories")
+        ids = {key: i for i, key in enumerate(dict.fromkeys(groups))}
+        group = torch.tensor([ids[key] for key in groups], dtype=torch.int64)
+    gated = gate_components(r, compute_gates(r, spec.gates, spec.tau))  # (N, 6)
+    names = tuple(dict.fromkeys(str(s) for s in data_sources))
+    index = {name: i for i, name in enumerate(names)}
+    return RewardBatch(
+        raw=torch.as_tensor(r, dtype=torch.float32),
+        gated=torch.as_tensor(gated, dtype=torch.float32),
+        scalar=torch.as_tensor(fold_rewards(gated, spec.weights), dtype=torch.float32),
+        group=group,
+        source=torch.tensor([index[str(s)] for s in data_sources], dtype=torch.int64),
+        source_names=names,
+        weights=torch.tensor(spec.weights, dtype=torch.float32),
+    )
+
+
+def recal_advantages(
+    raw: np.ndarray | Tensor,
+    data_sources: Sequence[str],
+    groups: int | Sequence[Hashable],
+    *,
+    spec: RewardSpec,
+    estimator: AdvantageFn,
+    state: CalibrationState | None,
+) -> AdvantageOut:
+    """Advantages of ``estimator`` on a batch (:func:`build_reward_batch`, then the estimator)."""
+    return estimator(build_reward_batch(raw, data_sources, groups, spec), state)
+
+
+class RecalStep(NamedTuple):
+    """What :func:`recal_grpo_trainer_class`'s trainer computed on its last batch (for tests and logs)."""
+
+    raw: Tensor
+    """``(N, 6)`` gathered raw components."""
+    data_sources: tuple[str, ...]
+    """``(N,)`` gathered dataset names."""
+    num_generations: int
+    """Group size G."""
+    state_before: dict[str, Any]
+    """``CalibrationState.state_dict()`` before the batch."""
+    advantages: Tensor
+    """``(N,)`` advantages of the whole (gathered) batch."""
+
+
+def recal_grpo_trainer_class() -> type:
+    """Return a ``trl.GRPOTrainer`` subclass whose advantages come from an ``agents`` estimator.
+
+    Extra constructor keywords: ``estimator`` (registry name, default ``"recal"``), ``recal_config``
+    (:class:`~agents.grpo.estimator_config.RecalConfig`), ``reward_spec`` (gates, τ and weights; default
+    ``"recal"``), ``calibration_state`` (shared :class:`~agents.grpo.calibration.CalibrationState`). The reward
+    functions must include ``raw_<component>`` for all six components (:func:`component_reward_funcs`).
+    Advantage metrics are logged under TRL's metrics with the estimator's keys (``adv/*``, ``calib/*``).
+
+    Raises:
+        ImportError: TRL is not installed (``pip install trl``).
+    """
+    try:
+        from accelerate.utils import gather_object
+        from trl import GRPOTrainer
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError("the TRL adapter needs TRL: pip install trl (or the project's 'dev' extra)") from err
+
+    class RecalGRPOTrainer(GRPOTrainer):  # type: ignore[misc, valid-type]
+        """``GRPOTrainer`` with ReCal (or any registered) advantages; see :func:`recal_grpo_trainer_class`."""
+
+        def __init__(
+            self,
+            *args: Any,
+            estimator: str = "recal",
+            recal_config: RecalConfig | None = None,
+            reward_spec: RewardSpec | str = "recal",
+            calibration_state: CalibrationState | None = None,
+            **kwargs: Any,
+        ) -> None:
+            super().__init__(*args, **kwargs)
+            names = list(self.reward_func_names)
+            missing = [f"raw_{k}" for k in COMPONENTS if f"raw_{k}" not in names]
+            if missing:
+                raise InvalidConfig(f"reward_funcs lack {missing}; use component_reward_funcs(scorer, kind='raw')")
+            self.recal_columns = [names.index(f"raw_{k}") for k in COMPONENTS]
+            self.recal_estimator = make_estimator(estimator, recal_config)
+            self.recal_spec = make_spec(reward_spec)
+            self.calibration_state = CalibrationState() if calibration_state is None else calibration_state
+            self.last_recal: RecalStep | None = None
+            self._recal_pending: tuple[Tensor, list[str]] | None = None
+
+        def _calculate_rewards(self, inputs: Any, prompts: Any, completions: Any, completion_ids_list: Any) -> Tensor:
+            rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+            sources = gather_object([str(x["data_source"]) for x in inputs])
+            self._recal_pending = (rewards, list(sources))
+            return rewards
+
+        def _generate_and_score_completions(self, inputs: Any) -> dict[str, Any]:
+            out = super()._generate_and_score_completions(inputs)
+            if self._recal_pending is None:  # pragma: no cover - TRL always scores before returning
+                raise InvalidData("ReCal trainer: TRL returned a batch without scoring it")
+            rewards, sources = self._recal_pending
+            self._recal_pending = None
+            mode = "train" if getattr(self.model, "training", True) else "eval"
+            g = int(self.num_generations if mode == "train" else self.num_generations_eval)  # type: ignore[arg-type]
+            raw = rewards[:, self.recal_columns].detach().cpu()  # (N, 6)
+            before = self.calibration_state.state_dict()
+            result = recal_advantages(
+                raw, sources, g, spec=self.recal_spec, estimator=self.recal_estimator, state=self.calibration_state
+            )
+            local = len(out["advantages"])
+            start = self.accelerator.process_index * local
+            out["advantages"] = result.advantages[start : start + local].to(out["advantages"].device)
+            for key, value in result.metrics.items():
+                self._metrics[mode][f"recal/{key}"].append(float(value))
+            self.last_recal = RecalStep(raw, tuple(sources), g, before, result.advantages)
+            return out
+
+    return RecalGRPOTrainer
