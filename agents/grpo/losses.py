@@ -131,7 +131,9 @@ def kl_penalty(logp: Tensor, logp_ref: Tensor, estimator: KLEstimator) -> Tensor
         return 0.5 * delta * delta
     if estimator == "k3":
         d = delta.clamp(-_DELTA_CLAMP, _DELTA_CLAMP)
-        return (torch.exp(d) - d - 1.0).clamp(max=_K3_MAX)
+        # expm1(d) - d is e^d - d - 1 without the cancellation of e^d - 1 near d = 0; the clamp at 0 removes
+        # the last rounding residue (k3 >= 0 exactly in real arithmetic).
+        return (torch.expm1(d) - d).clamp(min=0.0, max=_K3_MAX)
     raise InvalidConfig(f"kl_estimator={estimator!r} is not one of {list(get_args(KLEstimator))}.")
 
 
