@@ -8,6 +8,7 @@ Subcommands:
 * ``recal-gym assets install|locate``: install or find the optional offline assets.
 * ``recal-gym train``: train a router with the ReCal/GRPO learner (see ``agents.cli.train``).
 * ``recal-gym pool record``: record a replay table from any pool.
+* ``recal-gym rescore``: re-score logged episodes under other reward specs (``agents.cli.rescore``).
 """
 
 from __future__ import annotations
@@ -50,7 +51,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--dataset", default="embedded", help="'embedded', 'embedded:<name>', or a .jsonl/.parquet path")
     p.add_argument("--pool", default=None, help="pool profile name or pool file (default: simulated Router-R1 pool)")
-    p.add_argument("--reward", default="recal", help="reward preset: recal or router-r1")
+    p.add_argument(
+        "--reward", default="recal", help="reward spec: recal, router-r1 or a .yaml/.yml/.json spec file"
+    )
     p.add_argument("--n", type=int, default=100, help="questions per dataset (default 100)")
     p.add_argument("--seed", type=int, default=0, help="seed of the question sample and random routers")
     p.add_argument("--pool-seed", type=int, default=0, help="seed of the simulated pool")
@@ -58,8 +61,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         "--out",
         type=Path,
         default=Path("recal-gym-eval"),
-        help="directory for table.md, table.csv, reports.json, pareto.png, per_dataset_em.png "
-        "(default: ./recal-gym-eval)",
+        help="directory for table.md, table.csv, reports.json, episodes.jsonl (for `recal-gym rescore`), "
+        "pareto.png, per_dataset_em.png (default: ./recal-gym-eval)",
     )
     p.add_argument("--no-files", action="store_true", help="print the tables only; write nothing to --out")
     p.add_argument("--json", type=Path, default=None, help="also write the list of reports as JSON here")
@@ -87,6 +90,7 @@ def _add_assets(sub: argparse._SubParsersAction) -> None:
 _PLUGINS = {
     "train": ("agents.cli.train", "train a router with the ReCal/GRPO learner"),
     "pool": ("agents.cli.pool", "pool utilities: record a replay table from any pool"),
+    "rescore": ("agents.cli.rescore", "re-score a logged run's episodes under one or more reward specs"),
 }
 """Subcommands implemented in their own import-light modules: ``add_arguments(parser)`` + ``run(args)``."""
 
@@ -177,17 +181,24 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from envs.router_qa import RouterQAEnv
     from recal_gym.data.sampling import sample_per_dataset
     from recal_gym.pools.options import PoolOptions
+    from recal_gym.rewards.logs import EPISODE_LOG, episode_log_line
 
     env = RouterQAEnv(args.dataset, pool=args.pool, pool_options=PoolOptions(seed=args.pool_seed), reward=args.reward)
     rows = sample_per_dataset(env.questions.rows, args.n, seed=args.seed)
     ids = [r.question_id for r in rows]
     models = [m.name for m in env.pool.spec.listed]
     reports = []
+    lines: list[dict] = []
     start = env.reward_state_dict()
     for router in _routers(args.router or list(_DEFAULT_ROUTERS), models, args.seed):
         env.load_reward_state(start)  # every router is scored from the same reward state: order-independent
+        name = getattr(router, "name", type(router).__name__)
+
+        def log(info: dict, name: str = name) -> None:
+            lines.append(episode_log_line(info, info["reward"], run=name))
+
         with tqdm(total=len(ids), desc=router.name, disable=args.no_progress, leave=False) as bar:
-            reports.append(evaluate(env, router, ids, progress=bar.update))
+            reports.append(evaluate(env, router, ids, progress=bar.update, on_episode=log))
     env.close()
     table = format_table(reports)
     summary = summarise(reports)
@@ -200,7 +211,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         args.json.write_text(json.dumps([r.to_dict() for r in reports], indent=2))
     if not args.no_files:
         _write_outputs(args.out, reports, table, summary_text, summary)
-        print(f"\nwrote table.md, table.csv, reports.json and the plots pareto.png, per_dataset_em.png to {args.out}")
+        with (args.out / EPISODE_LOG).open("w", encoding="utf-8") as fh:
+            fh.writelines(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
+        print(
+            f"\nwrote table.md, table.csv, reports.json, {EPISODE_LOG} and the plots pareto.png, per_dataset_em.png "
+            f"to {args.out}"
+        )
     return 0
 
 

@@ -1,6 +1,7 @@
 """``recal-gym train``: train a router with the ReCal/GRPO learner (the CLI edge: flags, tqdm, files).
 
-Writes into ``--out``: ``config.json``, ``metrics.jsonl`` (one flat record per RL step),
+Writes into ``--out``: ``config.json``, ``metrics.jsonl`` (one flat record per RL step), ``episodes.jsonl``
+(every RL trajectory's episode record and exact online reward, for ``recal-gym rescore``),
 ``warmstart.jsonl``, TensorBoard events under ``tb/``, ``curves.png``, and checkpoints under
 ``checkpoint/`` (latest) and ``warmstart/`` (the warm-started weights every estimator of a study
 starts from). ``--resume DIR`` continues a run from ``DIR/checkpoint.pt`` exactly.
@@ -79,6 +80,39 @@ def _sinks(out: Path, tensorboard: bool, start: int) -> list[Any]:
     return sinks
 
 
+class _EpisodeLog:
+    """``episodes.jsonl``: every RL trajectory's record and exact online reward (for ``recal-gym rescore``)."""
+
+    def __init__(self, path: Path, start: int) -> None:
+        if start > 0 and path.exists():  # drop steps past the checkpoint, as for metrics.jsonl
+            lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+            keep = [ln for ln in lines if json.loads(ln)["step"] < start]
+            path.write_text("".join(keep), encoding="utf-8")
+        elif path.exists():
+            path.unlink()
+        self.path = path
+
+    def write(self, step: int, learner: Any) -> None:
+        from agents.grpo.distributed import all_gather_objects
+
+        batch = learner.last_rollout
+        rewards = batch.rewards
+        lines = [
+            {
+                "step": step,
+                "reward": float(rewards.scalar[i]),
+                "components": {k: float(v) for k, v in zip(rewards.names, rewards.gated[i].tolist(), strict=True)},
+                "reward_spec_hash": rewards.spec_hash,
+                "record": record,
+            }
+            for i, record in enumerate(batch.records)
+        ]
+        gathered = [ln for part in all_gather_objects(lines, learner.ctx) for ln in part]  # rank order
+        if learner.ctx.rank == 0:
+            with self.path.open("a", encoding="utf-8") as fh:
+                fh.writelines(json.dumps(ln, ensure_ascii=False) + "\n" for ln in gathered)
+
+
 def _warm_start(learner: Any, out: Path) -> None:
     from agents.grpo.metrics_log import JSONLSink
 
@@ -113,11 +147,13 @@ def run(args: argparse.Namespace) -> int:
     main = ctx.rank == 0
     _warm_start(learner, out)
     writer = MetricsWriter(_sinks(out, main and not args.no_tensorboard, learner.step_count) if main else [])
+    episodes = _EpisodeLog(out / "episodes.jsonl", learner.step_count)
     bar = tqdm(total=cfg.steps, initial=learner.step_count, disable=args.no_progress or not main, desc=cfg.name)
     while learner.step_count < cfg.steps:
         step = learner.step_count
         metrics = learner.step()
         writer.write(step, metrics)
+        episodes.write(step, learner)
         bar.update(1)
         bar.set_postfix({k.split("/")[-1]: f"{metrics[k]:.3f}" for k in _SUMMARY if k in metrics})
         every = cfg.checkpoint_every

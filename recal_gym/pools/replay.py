@@ -125,6 +125,7 @@ class ReplayRow:
             prompt_tokens=self.prompt_tokens if self.ok else 0,
             error="" if self.ok else (self.error or "replay_failed"),
             attempts=self.attempts,
+            latency_s=self.latency_s if self.ok else None,
         )
 
 

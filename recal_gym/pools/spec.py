@@ -103,6 +103,10 @@ class PoolModel:
     """Simulated pool: mean completion tokens per profile dataset."""
     replay_path: str = ""
     """Replay backend: JSONL/Parquet table recorded by ``recal-gym pool record``."""
+    latency_ttft_s: float | None = None
+    """Simulated pool: seconds to the first token (``None``: the simulated default, ``docs/pools.md`` §3)."""
+    latency_tokens_per_s: float | None = None
+    """Simulated pool: output tokens per second after the first (``None``: the simulated default)."""
 
     def __post_init__(self) -> None:
         """Validate the entry."""
@@ -125,6 +129,15 @@ class PoolModel:
             raise InvalidConfig(f"pool model {self.name!r}: max_tokens must be >= 1, got {self.max_tokens!r}")
         for alias in self.aliases:
             _check_text("alias", alias, self.name)
+        for fname in ("latency_ttft_s", "latency_tokens_per_s"):
+            v = getattr(self, fname)
+            if v is not None and (
+                isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0
+                or (fname == "latency_tokens_per_s" and v == 0)
+            ):  # fmt: skip
+                raise InvalidConfig(
+                    f"pool model {self.name!r}: {fname} must be a finite number > 0 (or null), got {v!r}"
+                )
 
     @property
     def em_by_dataset(self) -> dict[str, float]:
@@ -241,6 +254,10 @@ class PoolSpec:
                 d["profile_em"] = dict(m.profile_em)
             if m.mean_tokens:
                 d["mean_tokens"] = dict(m.mean_tokens)
+            if m.latency_ttft_s is not None:
+                d["latency_ttft_s"] = m.latency_ttft_s
+            if m.latency_tokens_per_s is not None:
+                d["latency_tokens_per_s"] = m.latency_tokens_per_s
             models.append(d)
         return {
             "name": self.name,
@@ -314,6 +331,8 @@ def _model_from_dict(e: Mapping[str, Any]) -> PoolModel:
         profile_em=tuple((str(k), float(v)) for k, v in (profile or {}).items()),
         mean_tokens=tuple((str(k), float(v)) for k, v in (tokens or {}).items()),
         replay_path=str(e.get("replay_path", "") or ""),
+        latency_ttft_s=e.get("latency_ttft_s"),
+        latency_tokens_per_s=e.get("latency_tokens_per_s"),
     )
 
 

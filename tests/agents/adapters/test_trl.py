@@ -22,8 +22,8 @@ from agents.adapters.trl import (
 from agents.grpo.advantages import RewardBatch, make_estimator
 from agents.grpo.calibration import CalibrationState
 from recal_gym.errors import InvalidConfig, InvalidData
-from recal_gym.rewards.spec import compute_gates, make_spec
-from recal_gym.types import COMPONENTS
+from recal_gym.rewards import BUILTIN_COMPONENTS as COMPONENTS
+from recal_gym.rewards import compute_gates, make_spec
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "trl_grpo_tiny.py"
 SPEC = make_spec("recal")
