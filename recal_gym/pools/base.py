@@ -12,7 +12,41 @@ from recal_gym.pools.registry import BACKEND_ENTRY_POINTS, register_backend
 from recal_gym.pools.spec import PoolModel, PoolSpec, load_pool_spec
 from recal_gym.types import CallRequest, CallResult, QARow
 
-__all__ = ["BACKEND_ENTRY_POINTS", "Backend", "BackendFactory", "Pool", "build_pool", "register_backend"]
+__all__ = [
+    "BACKEND_ENTRY_POINTS",
+    "MAX_CALL_TOKENS",
+    "Backend",
+    "BackendFactory",
+    "Pool",
+    "build_pool",
+    "register_backend",
+    "result_problem",
+]
+
+MAX_CALL_TOKENS = 10_000_000
+"""Largest token count (prompt or completion) one call may report; a larger one is malformed usage."""
+
+
+def result_problem(result: object) -> str:
+    """Why ``result`` cannot be used as a successful call, or ``""`` when it can.
+
+    Backends are trusted for types but not for the numbers a server reports, and the environment and
+    the response cache check every result with this before using it, so a broken or third-party
+    backend cannot put an absurd cost into an episode or crash a step.
+
+    Args:
+        result: What a backend returned for one request.
+
+    Returns:
+        ``"bad_result"`` (not a :class:`~recal_gym.types.CallResult`, or ``text`` not a ``str``),
+        ``"bad_usage"`` (a token count that is not an int in ``[0, MAX_CALL_TOKENS]``) or ``""``.
+    """
+    if not isinstance(result, CallResult) or not isinstance(result.text, str):
+        return "bad_result"
+    for tokens in (result.completion_tokens, result.prompt_tokens):
+        if isinstance(tokens, bool) or not isinstance(tokens, int) or not (0 <= tokens <= MAX_CALL_TOKENS):
+            return "bad_usage"
+    return ""
 
 
 @runtime_checkable

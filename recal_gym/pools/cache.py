@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -92,7 +93,7 @@ class ResponseCache:
         InvalidConfig: ``busy_timeout_s`` is not positive.
     """
 
-    def __init__(self, path: str | Path, *, busy_timeout_s: float = 30.0) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout_s: float = 30.0) -> None:
         """Open (or create) the database and its tables."""
         if not busy_timeout_s > 0:
             raise InvalidConfig(f"ResponseCache.busy_timeout_s must be > 0, got {busy_timeout_s!r}")
