@@ -113,9 +113,9 @@ def neutralise(text: str) -> tuple[str, bool]:
 
 
 def scrub_surrogates(text: str) -> str:
-    """Replace every surrogate code point (U+D800-U+DFFF) by U+FFFD, keeping the length.
+    r"""Replace every surrogate code point (U+D800-U+DFFF) by U+FFFD, keeping the length.
 
-    A Python ``str`` may hold lone surrogates (e.g. from a JSON ``"\\ud800"`` escape), which no UTF-8
+    A Python ``str`` may hold lone surrogates (e.g. from a JSON ``"\ud800"`` escape), which no UTF-8
     encoder or tokenizer accepts. Scrubbed text encodes everywhere, and its character offsets are
     those of the input.
     """

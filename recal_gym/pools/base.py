@@ -10,7 +10,7 @@ from recal_gym.errors import BackendError, InvalidConfig, close_matches_hint
 from recal_gym.pools.options import PoolOptions
 from recal_gym.pools.registry import BACKEND_ENTRY_POINTS, register_backend
 from recal_gym.pools.spec import PoolModel, PoolSpec, load_pool_spec
-from recal_gym.types import CallRequest, CallResult, QARow
+from recal_gym.types import MAX_CALL_TOKENS, CallRequest, CallResult, QARow
 
 __all__ = [
     "BACKEND_ENTRY_POINTS",
@@ -22,9 +22,6 @@ __all__ = [
     "register_backend",
     "result_problem",
 ]
-
-MAX_CALL_TOKENS = 10_000_000
-"""Largest token count (prompt or completion) one call may report; a larger one is malformed usage."""
 
 
 def result_problem(result: object) -> str:
