@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast, runtime_checkable
 
 from recal_gym.errors import BackendError, InvalidConfig, close_matches_hint
 from recal_gym.pools.options import PoolOptions
@@ -140,7 +140,7 @@ class Pool:
                 raise BackendError(f"backend {name!r} returned {len(answers)} results for {len(idx)} requests")
             for i, res in zip(idx, answers, strict=True):
                 results[i] = res
-        return [r for r in results if r is not None]
+        return cast("list[CallResult]", results)  # every slot was filled (a backend's None stays visible)
 
     def call(self, request: CallRequest) -> CallResult:
         """Answer one request (a batch of one)."""

@@ -37,6 +37,7 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from recal_gym.errors import InvalidConfig
 from recal_gym.pools.base import Backend, result_problem
@@ -308,7 +309,7 @@ class CachedBackend:
         for i, res in zip(to_send, answers, strict=True):
             results[i] = res
             key = keys[i]
-            if key is not None and res.ok:
+            if key is not None and getattr(res, "ok", False) is True:  # a broken inner result is not stored
                 if result_problem(res):
                     self._counts["cache_not_stored"] += 1
                     continue
@@ -324,7 +325,7 @@ class CachedBackend:
             first = results[first_of[key]] if key is not None and key in first_of else None
             if results[i] is None and first is not None:
                 results[i] = _shared(first)
-        return [r for r in results if r is not None]
+        return cast("list[CallResult]", results)  # every slot was filled
 
     def _read(self, keys: Iterable[str]) -> dict[str, CachedResponse]:
         """Stored replies among ``keys``; a failed read counts as misses, an unusable row is dropped."""
@@ -375,7 +376,7 @@ def _from_cache(entry: CachedResponse) -> CallResult:
 
 def _shared(first: CallResult) -> CallResult:
     """A duplicate request in the same batch shares the first request's reply."""
-    if not first.ok:
+    if not isinstance(first, CallResult) or not first.ok:
         return first
     return CallResult(
         ok=True,

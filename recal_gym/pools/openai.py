@@ -59,9 +59,9 @@ import os
 import random
 import threading
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import AsyncGenerator, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import httpx
 
@@ -199,6 +199,12 @@ class _Session:
     sem: asyncio.Semaphore
 
 
+async def _drain(loop: asyncio.AbstractEventLoop) -> None:
+    await asyncio.sleep(0)
+    await loop.shutdown_asyncgens()
+    await asyncio.sleep(0)
+
+
 class _LoopThread:
     """An asyncio event loop running forever in a daemon thread; coroutines are submitted to it."""
 
@@ -215,6 +221,10 @@ class _LoopThread:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
     def stop(self) -> None:
+        try:  # let pending async-generator finalisers run (httpx streams left early by a decode error)
+            self.submit(_drain(self.loop)).result(timeout=10.0)
+        except (concurrent.futures.TimeoutError, RuntimeError) as exc:
+            logger.debug("openai backend: draining the loop failed: %s", type(exc).__name__)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=10.0)
         if not self._thread.is_alive():
@@ -449,11 +459,15 @@ class OpenAIBackend:
                 return 200, response.headers, None
             chunks: list[bytes] = []
             size = 0
-            async for chunk in response.aiter_bytes():  # decoded bytes: a gzip bomb stops at the cap too
-                size += len(chunk)
-                if size > cap:
-                    return 200, response.headers, None
-                chunks.append(chunk)
+            stream = cast("AsyncGenerator[bytes, None]", response.aiter_bytes())  # decoded: a gzip bomb stops too
+            try:
+                async for chunk in stream:
+                    size += len(chunk)
+                    if size > cap:
+                        return 200, response.headers, None
+                    chunks.append(chunk)
+            finally:
+                await stream.aclose()  # leaving early must not leave a pending generator on the loop
             return 200, response.headers, b"".join(chunks)
 
     async def _attempt(
