@@ -24,7 +24,12 @@ def _int_in_range(owner: str, name: str, value: object, lo: int, hi: int) -> Non
 
 
 def _in_range(owner: str, name: str, value: float, lo: float, hi: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    # ints are exact and finite (math.isfinite would overflow on a 400-digit one); floats must be finite
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not (isinstance(value, int) or math.isfinite(value))
+    ):
         raise InvalidConfig(f"{owner}.{name} must be a finite number, got {value!r}")
     if not (lo <= value <= hi):
         raise InvalidConfig(f"{owner}.{name} must be in [{lo}, {hi}], got {value!r}")

@@ -56,9 +56,18 @@ _PROFILE_METADATA = frozenset(
 )
 
 
+def _finite(value: object) -> bool:
+    """A number (not a bool) that converts to a finite float (a 400-digit int does not)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
 def _check_number(model: str, name: str, value: object, lo: float, hi: float, rule: str) -> None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and lo <= value <= hi
-    if not ok:
+    if not (_finite(value) and lo <= value <= hi):  # type: ignore[operator]
         raise InvalidConfig(f"pool model {model!r}: field {name!r} must be {rule}, got {_short(value)}")
 
 
@@ -76,13 +85,15 @@ def _short(value: object) -> str:
 
 def _check_text(field_name: str, value: str, model: str) -> None:
     if not isinstance(value, str) or not value.strip():
-        raise InvalidConfig(f"pool model {model!r}: {field_name} must be a non-empty string, got {value!r}")
+        raise InvalidConfig(
+            f"pool model {model!r}: field {field_name!r} must be a non-empty string, got {_short(value)}"
+        )
     if ":" in value and field_name == "name":
-        raise InvalidConfig(f"pool model name {value!r} must not contain ':' (it separates NAME:QUERY)")
+        raise InvalidConfig(f"pool model {value!r}: field 'name' must not contain ':' (it separates NAME:QUERY)")
     lowered = value.lower()
     if any(t in lowered for t in TAG_STRINGS) or neutralise(value)[1]:
         raise InvalidConfig(
-            f"pool model {model!r}: {field_name} {value!r} contains a reserved tag string; "
+            f"pool model {model!r}: field {field_name!r} {_short(value)} contains a reserved tag string; "
             f"reserved: {list(TAG_STRINGS)}"
         )
 
@@ -132,8 +143,8 @@ class PoolModel:
         _check_text("descriptor", self.descriptor, self.name)
         if self.backend not in BACKEND_ENTRY_POINTS:
             raise InvalidConfig(
-                f"pool model {self.name!r}: backend {self.backend!r} is not one of {sorted(BACKEND_ENTRY_POINTS)}"
-                + close_matches_hint(str(self.backend), BACKEND_ENTRY_POINTS)
+                f"pool model {self.name!r}: field 'backend' {self.backend!r} is not one of "
+                f"{sorted(BACKEND_ENTRY_POINTS)}" + close_matches_hint(str(self.backend), BACKEND_ENTRY_POINTS)
             )
         for fname in ("price_per_1m_output", "price_per_1m_input"):
             _check_number(self.name, fname, getattr(self, fname), 0.0, math.inf, "a finite number >= 0")
@@ -182,16 +193,16 @@ class PoolSpec:
     def __post_init__(self) -> None:
         """Validate the pool."""
         if not self.models:
-            raise InvalidConfig(f"pool {self.name!r}: models must hold at least one entry")
+            raise InvalidConfig(f"pool {self.name!r}: field 'models' must hold at least one entry")
         names = [m.name for m in self.models]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
-            raise InvalidConfig(f"pool {self.name!r}: duplicate model names {dup}")
+            raise InvalidConfig(f"pool {self.name!r}: field 'models' holds duplicate model names {dup}")
         if not any(m.listed for m in self.models):
-            raise InvalidConfig(f"pool {self.name!r}: at least one model must be listed")
+            raise InvalidConfig(f"pool {self.name!r}: field 'listed' must be true for at least one model")
         if self.name_matching not in _NAME_MATCHING:
             raise InvalidConfig(
-                f"pool {self.name!r}: name_matching {self.name_matching!r} is not one of {list(_NAME_MATCHING)}"
+                f"pool {self.name!r}: field 'name_matching' {self.name_matching!r} is not one of {list(_NAME_MATCHING)}"
             )
 
     @property
@@ -336,7 +347,7 @@ def _field(e: Mapping[str, Any], key: str, default: Any, kind: str, model: str) 
         return default
     ok = {
         "str": isinstance(value, str),
-        "number": isinstance(value, int | float) and not isinstance(value, bool),
+        "number": _finite(value),
         "int": isinstance(value, int) and not isinstance(value, bool),
         "bool": isinstance(value, bool),
         "strs": isinstance(value, list | tuple) and all(isinstance(v, str) for v in value),
@@ -344,7 +355,7 @@ def _field(e: Mapping[str, Any], key: str, default: Any, kind: str, model: str) 
     if not ok:
         rule = {
             "str": "a string",
-            "number": "a number",
+            "number": "a finite number",
             "int": "an integer",
             "bool": "true or false",
             "strs": "a list of strings",
@@ -365,9 +376,7 @@ def _figures(e: Mapping[str, Any], key: str, model: str) -> tuple[tuple[str, flo
         value = e.get("derived_mean_completion_tokens")
     if value is None:
         return ()
-    if not isinstance(value, Mapping) or not all(
-        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in value.values()
-    ):
+    if not isinstance(value, Mapping) or not all(_finite(v) for v in value.values()):
         raise InvalidConfig(f"pool model {model!r}: field {key!r} must map datasets to numbers, got {_short(value)}")
     return tuple((str(k), float(v)) for k, v in value.items())
 

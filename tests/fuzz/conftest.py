@@ -1,5 +1,8 @@
 """Shared pieces of the fuzz suite: step invariants, a scripted hostile backend, a raw misbehaving server.
 
+``RECAL_GYM_FUZZ_EXAMPLES`` (default 150) sets the examples per hypothesis test, for deeper local runs
+(``RECAL_GYM_FUZZ_EXAMPLES=3000 pytest tests/fuzz``).
+
 The server is a plain TCP socket on 127.0.0.1 (no HTTP library on its side), so a test can send any
 bytes at all: broken status lines, lying ``Content-Length`` headers, truncated or endless bodies.
 Responses are scripted per request ``model`` field: ``server.script[model_id] = raw_bytes``.
@@ -9,14 +12,20 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import socket
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from recal_gym.types import COMPONENTS, CallRequest, QARow
+
+EXAMPLES = int(os.environ.get("RECAL_GYM_FUZZ_EXAMPLES", "150"))
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+"""Settings of every hypothesis test of the suite (no deadline: a few examples hold megabytes)."""
 
 FAILURE_LABELS = frozenset(
     {

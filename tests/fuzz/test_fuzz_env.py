@@ -13,7 +13,7 @@ import time
 
 import gymnasium as gym
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import recal_gym  # noqa: F401  (registers the envs)
@@ -23,7 +23,7 @@ from recal_gym.errors import InvalidAction, ResetNeeded
 from recal_gym.pools import Pool, default_pool_spec
 from recal_gym.types import CallResult
 from tests.envs.conftest import ROWS
-from tests.fuzz.conftest import HostileBackend, check_step
+from tests.fuzz.conftest import FUZZ, HostileBackend, check_step
 
 NAMES = default_pool_spec().names
 FRAGMENTS = [
@@ -101,7 +101,7 @@ def _play(env: RouterQAEnv, actions: list[str]) -> None:
             return
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@FUZZ
 @given(actions=st.lists(ACTIONS, min_size=1, max_size=7), seed=st.integers(0, 2**16))
 def test_any_actions_on_the_default_env(actions: list[str], seed: int) -> None:
     env = _default_env()
@@ -109,7 +109,7 @@ def test_any_actions_on_the_default_env(actions: list[str], seed: int) -> None:
     _play(env, actions)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@FUZZ
 @given(
     answers=st.lists(RESULTS, min_size=1, max_size=6),
     actions=st.lists(st.sampled_from(NAMES).map(lambda n: f"<search> {n}: capital of France? </search>"), max_size=5),

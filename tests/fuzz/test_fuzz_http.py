@@ -11,7 +11,7 @@ import json
 import math
 
 import gymnasium as gym
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import recal_gym  # noqa: F401  (registers the envs)
@@ -19,7 +19,7 @@ from recal_gym.pools.openai import OpenAIBackend, completion_token_bound
 from recal_gym.pools.options import PoolOptions
 from recal_gym.pools.spec import PoolModel, PoolSpec
 from recal_gym.types import CallRequest, QARow
-from tests.fuzz.conftest import FAILURE_LABELS, RawServer, check_step, http_response
+from tests.fuzz.conftest import EXAMPLES, FAILURE_LABELS, FUZZ, RawServer, check_step, http_response
 
 ROW = QARow(question_id="t/0", question="What is the capital of France?", golden_answers=("Paris",), data_source="t")
 OPTS = PoolOptions(timeout_s=2.0, max_retries=1, backoff_s=0.0, max_response_bytes=64 * 1024)
@@ -110,7 +110,7 @@ def _model(server: RawServer, model_id: str, name: str = "m") -> PoolModel:
     )  # fmt: skip
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@FUZZ
 @given(raw=responses())
 def test_any_server_response_is_a_result_or_a_labelled_failure(raw_server: RawServer, raw: bytes) -> None:
     raw_server.script["fuzz"] = raw
@@ -129,7 +129,7 @@ def test_any_server_response_is_a_result_or_a_labelled_failure(raw_server: RawSe
     assert all(math.isfinite(v) for v in backend.metrics().values())
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(FUZZ, max_examples=max(5, EXAMPLES // 6))
 @given(raws=st.lists(responses(), min_size=2, max_size=2))
 def test_env_steps_through_any_server_responses(raw_server: RawServer, raws: list[bytes]) -> None:
     for i, raw in enumerate(raws):

@@ -24,6 +24,7 @@ from recal_gym.pools.options import MAX_RETRIES_LIMIT, PoolOptions
         ("replay_unrecorded", "closest", r"replay_unrecorded must be one of \['fail', 'nearest'\], got 'closest'"),
         ("cache_path", 3, r"cache_path must be a path string"),
         ("timeout_s", math.inf, r"timeout_s must be a finite number, got inf"),
+        ("timeout_s", 10**401, r"timeout_s must be in \[0.001, 3600.0\], got 1000"),
         ("seed", "0", r"seed must be an int, got '0'"),
         ("simulated", {}, r"simulated must be a SimulatedConfig"),
     ],

@@ -65,7 +65,7 @@ BAD: list[tuple[str, str]] = [
     ("eval --pool nosuch --no-files", "pool 'nosuch' is neither a known profile"),
     ("eval --pool bad_syntax.yaml --no-files", "pool file bad_syntax.yaml: line 4, column 1: not valid YAML"),
     ("eval --pool bad_field.yaml --no-files", "pool model 'T': field 'max_tokens' must be an integer, got 'many'"),
-    ("eval --pool bad_temp.yaml --no-files", "pool model 'T': field 'temperature' must be a number, got [1]"),
+    ("eval --pool bad_temp.yaml --no-files", "pool model 'T': field 'temperature' must be a finite number, got [1]"),
     ("eval --pool bad_key.yaml --no-files", "pool model 'T': unknown field(s) ['colour']"),
     ("eval --pool garbage.json --no-files", "pool file garbage.json: line 1, column 13: not valid JSON"),
     ("eval --router single:GPT-5 --no-files", "--router single:GPT-5: model 'GPT-5' is not in the pool"),
