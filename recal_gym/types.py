@@ -20,6 +20,7 @@ else:  # pragma: no cover - Python 3.10
 from recal_gym.errors import InvalidData
 
 __all__ = [
+    "MAX_CALL_TOKENS",
     "AliasRule",
     "CallRecord",
     "CallRequest",
@@ -32,6 +33,9 @@ __all__ = [
     "RouterQAInfo",
     "SubQuestion",
 ]
+
+MAX_CALL_TOKENS = 10_000_000
+"""Largest token count (prompt or completion) one call may report; a larger one is malformed usage."""
 
 NameMatching = Literal["exact", "lenient", "router-r1"]
 RouteOutcome = Literal["", "executed", "unknown_model", "call_failed", "not_executed_final_turn"]
@@ -298,6 +302,7 @@ class RouterQAInfo(TypedDict):
     call_completion_tokens: float
     call_cost: float
     call_latency_s: float
+    call_error: str
     n_route_attempts: float
     n_calls: float
     n_failed_calls: float

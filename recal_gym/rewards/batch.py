@@ -49,6 +49,21 @@ class RewardArrays:
         """N."""
         return int(self.raw.shape[0])
 
+    def select(self, rows: slice | Sequence[int]) -> RewardArrays:
+        """The sub-batch of ``rows`` (a slice or indices), in that order."""
+        idx = list(range(len(self)))[rows] if isinstance(rows, slice) else [int(i) for i in rows]
+        return RewardArrays(
+            names=self.names,
+            raw=self.raw[idx],
+            gates=self.gates[idx],
+            gated=self.gated[idx],
+            weights=self.weights,
+            scalar=self.scalar[idx],
+            data_source=tuple(self.data_source[i] for i in idx),
+            question_id=tuple(self.question_id[i] for i in idx),
+            spec_hash=self.spec_hash,
+        )
+
     def column(self, name: str) -> np.ndarray:
         """``(N,)`` raw values of component ``name``.
 

@@ -7,7 +7,8 @@ Logs are JSONL files of episodes, one JSON object per line: ``recal-gym eval`` w
 
 :func:`rescore_log` replays every run from a fresh reward state (as ``recal-gym eval`` and the learner
 start), in log order, with batch-mode state updates at step boundaries, so re-scoring a log under the
-spec it was recorded with reproduces every logged reward and component bit for bit. Between specs it
+spec it was recorded with reproduces every logged reward and component bit for bit. A training log (lines
+with ``step``) is replayed with every spec in batch update mode, as the learner scored it. Between specs it
 counts the episodes whose reward changed sign, and those whose rank inside their group (episodes of the
 same run, step and question: a GRPO group) changed.
 """
@@ -265,13 +266,18 @@ def rescore_log(episodes: Sequence[LoggedEpisode], specs: Sequence[RewardSpec]) 
 
     Args:
         episodes: The log (:func:`read_episode_log`).
-        specs: One or more reward specs.
+        specs: One or more reward specs (in batch update mode for a training log, as the learner ran them).
 
     Raises:
         InvalidConfig: no spec given.
     """
     if not specs:
         raise InvalidConfig("rescore needs at least one reward spec (--reward)")
+    if any(e.step is not None for e in episodes):
+        # A training log: the learner scores in batch mode (updates at step boundaries), so replay that way.
+        from recal_gym.rewards.presets import make_spec
+
+        specs = [make_spec(s, update_mode="batch") for s in specs]
     results = []
     for spec in specs:
         scores = _score_runs(episodes, spec)

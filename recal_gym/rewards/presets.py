@@ -23,6 +23,7 @@ from recal_gym.rewards.spec import (
     BalanceConfig,
     ComponentSpec,
     CostConfig,
+    PredicateSpec,
     RewardSpec,
     UpdateMode,
     _check_choice,
@@ -146,7 +147,9 @@ def _merge_sub(name: str, cls: type, base: Any, value: Any, source: str) -> Any:
 
 
 _SCALAR_FIELDS = ("name", "answer_metric", "tau", "format_penalty", "info_match", "route_empty_value")
-_OVERRIDE_KEYS = (*_SCALAR_FIELDS, "components", "weights", "gates", "params", "balance", "cost", "update_mode")
+_OVERRIDE_KEYS = (
+    *_SCALAR_FIELDS, "predicates", "components", "weights", "gates", "params", "balance", "cost", "update_mode"
+)  # fmt: skip
 
 
 def _apply_components(spec: RewardSpec, overrides: Mapping[str, Any], source: str) -> tuple[ComponentSpec, ...]:
@@ -178,6 +181,27 @@ def _apply_components(spec: RewardSpec, overrides: Mapping[str, Any], source: st
     return tuple(out)
 
 
+def _merge_predicates(base: tuple[PredicateSpec, ...], value: Any, source: str) -> tuple[PredicateSpec, ...]:
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+        raise InvalidConfig(f"{source}: 'predicates' must be a list of {{name, function, reads}} mappings")
+    out = {q.name: q for q in base}
+    for entry in value:
+        if isinstance(entry, PredicateSpec):
+            out[entry.name] = entry
+            continue
+        if not isinstance(entry, Mapping) or set(entry) - {"name", "function", "reads"} or "name" not in entry:
+            raise InvalidConfig(f"{source}: predicate {entry!r} must be a mapping with name, function and reads")
+        reads = entry.get("reads")
+        if isinstance(reads, str) or not isinstance(reads, Sequence):
+            raise InvalidConfig(f"{source}: predicate {entry.get('name')!r}: reads={reads!r} must be a list of names")
+        try:
+            q = PredicateSpec(name=str(entry["name"]), function=str(entry.get("function", "")), reads=tuple(reads))
+        except InvalidConfig as exc:
+            raise InvalidConfig(f"{source}: {exc}") from None
+        out[q.name] = q
+    return tuple(out.values())
+
+
 def _apply_overrides(spec: RewardSpec, overrides: Mapping[str, Any], source: str = "reward spec") -> RewardSpec:
     """Return ``spec`` with ``overrides`` applied (partial component mappings are merged).
 
@@ -193,6 +217,8 @@ def _apply_overrides(spec: RewardSpec, overrides: Mapping[str, Any], source: str
                 + close_matches_hint(str(k), _OVERRIDE_KEYS)
             )
     changes: dict[str, Any] = {k: overrides[k] for k in _SCALAR_FIELDS if k in overrides}
+    if "predicates" in overrides:  # registered before the components' gates are parsed and checked
+        changes["predicates"] = _merge_predicates(spec.predicates, overrides["predicates"], source)
     changes["components"] = _apply_components(spec, overrides, source)
     balance = _merge_sub("balance", BalanceConfig, spec.balance, overrides.get("balance", spec.balance), source)
     cost = _merge_sub("cost", CostConfig, spec.cost, overrides.get("cost", spec.cost), source)

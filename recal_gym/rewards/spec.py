@@ -30,7 +30,16 @@ from recal_gym.rewards.components import (
     load_object,
     make_component_def,
 )
-from recal_gym.rewards.gates import ALWAYS, Gate, check_gate_order, parse_gate
+from recal_gym.rewards.gates import (
+    ALWAYS,
+    GATE_PREDICATES,
+    Gate,
+    Not,
+    Predicate,
+    check_gate_order,
+    parse_gate,
+    register_gate,
+)
 
 __all__ = [
     "AnswerMetric",
@@ -39,6 +48,7 @@ __all__ = [
     "CostConfig",
     "CostTransform",
     "InfoMatch",
+    "PredicateSpec",
     "RewardSpec",
     "UpdateMode",
     "compute_gates",
@@ -238,6 +248,43 @@ def _recal_components() -> tuple[ComponentSpec, ...]:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PredicateSpec:
+    """A gate predicate defined by a spec (file): registered under ``name`` when the spec is built.
+
+    Lets a spec file use a predicate without registration code (``docs/rewards.md`` §14.2). Building the
+    spec registers ``function`` with :func:`~recal_gym.rewards.gates.register_gate` unless the same
+    function is registered under ``name`` already; a different function under that name is an error.
+    """
+
+    name: str
+    """Name used in gate expressions."""
+    function: str
+    """``"module:attr"`` of ``fn(values, tau) -> bool``."""
+    reads: tuple[str, ...]
+    """Components the predicate reads."""
+
+    def __post_init__(self) -> None:
+        """Validate the fields and make sure the predicate is registered (idempotent)."""
+        if not isinstance(self.function, str) or ":" not in self.function:
+            raise InvalidConfig(f"predicate {self.name!r}: function={self.function!r} must be 'module:function'")
+        if not isinstance(self.reads, tuple) or not self.reads or not all(isinstance(r, str) for r in self.reads):
+            raise InvalidConfig(f"predicate {self.name!r}: reads={self.reads!r} must be a non-empty list of names")
+        existing = GATE_PREDICATES.get(self.name)
+        fn = load_object(self.function, what="predicate")
+        if existing is None:
+            register_gate(self.name, reads=self.reads)(fn)
+        elif existing.fn is not fn or existing.reads != self.reads:
+            raise InvalidConfig(
+                f"predicate {self.name!r} is registered already with another function or reads ({existing.source}, "
+                f"reads {list(existing.reads)}); rename it"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"name": self.name, "function": self.function, "reads": list(self.reads)}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RewardSpec:
     """A validated reward specification (``docs/rewards.md`` §11, §14).
 
@@ -270,6 +317,8 @@ class RewardSpec:
     """Balance component settings."""
     cost: CostConfig = field(default_factory=CostConfig)
     """Cost normaliser settings."""
+    predicates: tuple[PredicateSpec, ...] = ()
+    """Gate predicates this spec defines (registered when it is built)."""
 
     def __post_init__(self) -> None:
         """Validate every field, resolve every component and check the gating order."""
@@ -288,6 +337,8 @@ class RewardSpec:
                 raise InvalidConfig(f"RewardSpec.components: component {c.name!r} appears twice")
             seen.add(c.name)
             c.definition()  # raises UnknownComponent / InvalidConfig
+        if not isinstance(self.predicates, tuple) or not all(isinstance(q, PredicateSpec) for q in self.predicates):
+            raise InvalidConfig(f"RewardSpec.predicates={self.predicates!r}: must be a tuple of PredicateSpec")
         check_gate_order({c.name: c.gate for c in self.components}, owner=f"RewardSpec {self.name!r}")
         _check_range("RewardSpec", "tau", self.tau, 0.0, 1.0)
         _check_finite("RewardSpec", "format_penalty", self.format_penalty)
@@ -357,6 +408,7 @@ class RewardSpec:
             "balance": dataclasses.asdict(self.balance),
             "cost": dataclasses.asdict(self.cost),
             "components": [c.to_dict() for c in self.components],
+            **({"predicates": [q.to_dict() for q in self.predicates]} if self.predicates else {}),
         }
 
     @property
@@ -371,6 +423,7 @@ class RewardSpec:
         body = self.to_dict()
         body.pop("name")
         body["definitions"] = {c.name: c.definition().describe() for c in self.components}
+        body["gate_predicates"] = _predicate_sources(self)
         digest = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
         return "rs-" + digest[:16]
 
@@ -421,13 +474,15 @@ class RewardSpec:
             InvalidConfig: an unknown key or an invalid value (the message names ``source`` and the field).
             UnknownComponent: an unknown component name.
         """
-        from recal_gym.rewards.presets import _apply_overrides, _parse_components, make_spec
+        from recal_gym.rewards.presets import _apply_overrides, _merge_predicates, _parse_components, make_spec
 
         if not isinstance(d, Mapping):
             raise InvalidConfig(f"{source}: a reward spec must be a mapping, got {type(d).__name__}")
         rest = dict(d)
         preset = rest.pop("preset", None)
         try:
+            if "predicates" in rest:  # registered before any gate that names them is checked
+                _merge_predicates((), rest["predicates"], source)
             if preset is not None:
                 return make_spec(preset, **rest)
             if "components" in rest:
@@ -439,6 +494,21 @@ class RewardSpec:
             if msg.startswith(source):
                 raise
             raise type(exc)(f"{source}: {msg}") from None
+
+
+def _predicate_sources(spec: RewardSpec) -> dict[str, Any]:
+    """``{predicate: {source, reads}}`` of every registered predicate the spec's gates use."""
+    used: set[str] = set()
+
+    def walk(g: Gate) -> None:
+        if isinstance(g, Predicate):
+            used.add(g.name)
+        for child in getattr(g, "items", ()) or ((g.item,) if isinstance(g, Not) else ()):
+            walk(child)
+
+    for c in spec.components:
+        walk(c.gate)
+    return {n: {"source": GATE_PREDICATES[n].source, "reads": list(GATE_PREDICATES[n].reads)} for n in sorted(used)}
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -235,3 +235,51 @@ def test_bad_spec_files_name_the_file_and_field(tmp_path: Path, text: str, err: 
 def test_missing_spec_file() -> None:
     with pytest.raises(InvalidConfig, match=r"'nowhere/spec\.yaml' cannot be read"):
         make_spec("nowhere/spec.yaml")
+
+
+PREDICATE_SPEC = f"""
+preset: recal
+predicates:
+  - {{name: answered_in_words, function: "{USER}:answered_in_words", reads: [answer, short]}}
+components:
+  - {{name: short, function: "{USER}:short_answer", range: [0, 1], weight: 0.1, gate: "format == 0"}}
+  - {{name: calls, weight: 0.2, gate: "format == 0 and answered_in_words"}}
+"""
+
+
+@pytest.fixture
+def predicate_spec(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "pred.yaml"
+    path.write_text(PREDICATE_SPEC)
+    yield path
+    from recal_gym.rewards import unregister_gate
+
+    unregister_gate("answered_in_words")
+
+
+def test_a_spec_file_defines_a_gate_predicate(predicate_spec: Path) -> None:
+    spec = load_spec(predicate_spec)
+    assert spec.gates_dict()["calls"] == "format == 0 and answered_in_words"
+    assert spec.predicates[0].reads == ("answer", "short") and load_spec(predicate_spec) == spec  # idempotent
+    assert "answered_in_words" in json.dumps(spec.to_dict()) and load_spec(predicate_spec).hash == spec.hash
+    env = gym.make("RouterQA-v0", reward=str(predicate_spec))
+    seen = set()
+    questions = env.unwrapped.questions
+    for seed in range(12):
+        _, info = env.reset(seed=seed)
+        gold = questions.by_id(info["question_id"]).golden_answers[0]
+        _, reward, _, _, info = env.step(ANSWER.format(a=gold if seed % 2 else "Paris"))
+        gate = info["reward_gates"]["calls"]
+        expected = info["reward_components_raw"]["answer"] >= 1.0 and info["reward_components_raw"]["short"] > 0
+        assert gate == float(expected and info["format_ok"])
+        assert reward == fold_reward(info["reward_components"], info["reward_weights"])
+        seen.add(gate)
+    assert seen == {0.0, 1.0}  # the predicate both opened and closed the gate
+
+
+def test_a_predicate_name_cannot_be_taken_twice(predicate_spec: Path, tmp_path: Path) -> None:
+    load_spec(predicate_spec)
+    other = tmp_path / "other.yaml"
+    other.write_text(PREDICATE_SPEC.replace("answered_in_words\", reads", "short_answer\", reads"))
+    with pytest.raises(InvalidConfig, match="registered already with another function"):
+        load_spec(other)

@@ -57,3 +57,8 @@ class Novelty:
         new = Novelty(None, (), self.update)
         new.seen, new.frozen = set(self.seen), self.frozen
         return new
+
+
+def answered_in_words(values: Mapping[str, float], tau: float) -> bool:
+    """A gate predicate: the answer is right and the short-answer component fired."""
+    return values["answer"] >= tau and values["short"] > 0.0
