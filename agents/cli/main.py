@@ -62,8 +62,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="router to run (repeatable): 'random', 'direct', 'prompt' (prompt-only descriptor rule), "
         "'oracle' (cheapest correct model per question), 'single:<model>', 'single:all', "
-        "'sb3:<path.zip>' (agents.adapters.sb3.load_router) or 'checkpoint:<dir>' (agents.grpo.learner.load_router); "
-        f"default: {' '.join(_DEFAULT_ROUTERS)}",
+        "'sb3:<path.zip>' (agents.adapters.sb3.load_router), 'checkpoint:<dir>' (agents.grpo.learner.load_router) "
+        "or your own '<dotted.module>:<factory>[?key=value&...]' returning an object with reset(prompt, info) and "
+        f"act(observation, info) (agents.adapters.routers); default: {' '.join(_DEFAULT_ROUTERS)}",
     )
     p.add_argument("--dataset", default="embedded", help="'embedded', 'embedded:<name>', or a .jsonl/.parquet path")
     p.add_argument("--pool", default=None, help="pool profile name or pool file (default: simulated Router-R1 pool)")
@@ -163,6 +164,7 @@ def _check_router_specs(specs: Sequence[str], table: NameTable) -> None:
 
 
 def _routers(specs: Sequence[str], models: Sequence[str], seed: int) -> list:
+    from agents.adapters.routers import is_factory_spec, load_factory_router
     from agents.eval.baselines import DirectRouter, OracleRouter, PromptOnlyRouter, RandomRouter, SingleModelRouter
 
     simple = {
@@ -182,10 +184,13 @@ def _routers(specs: Sequence[str], models: Sequence[str], seed: int) -> list:
             routers.append(SingleModelRouter(model=arg))
         elif kind in _ROUTER_PLUGINS and arg:
             routers.append(_plugin_router(kind, arg))
+        elif is_factory_spec(spec):
+            routers.append(load_factory_router(spec))
         else:
             raise UsageError(
                 f"unknown router {spec!r}",
-                "use random, direct, prompt, oracle, single:<model>, single:all, sb3:<path.zip> or checkpoint:<dir>",
+                "use random, direct, prompt, oracle, single:<model>, single:all, sb3:<path.zip>, checkpoint:<dir> "
+                "or <dotted.module>:<factory>",
             )
     return routers
 
