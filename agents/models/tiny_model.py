@@ -94,7 +94,9 @@ def build_tiny_tokenizer() -> PreTrainedTokenizerFast:
     Returns:
         A fast tokenizer with ``bos/eos/pad`` set and ``chat_template`` set.
     """
-    byte_vocab = {symbol: i for i, symbol in enumerate(pre_tokenizers.ByteLevel.alphabet())}
+    # ``alphabet()`` comes from a Rust hash set whose order changes from process to process; sorting makes
+    # the ids (hence every tiny-model run) the same in every process.
+    byte_vocab = {symbol: i for i, symbol in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
     backend = Tokenizer(models.BPE(vocab=byte_vocab, merges=[]))
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     backend.decoder = decoders.ByteLevel()

@@ -206,3 +206,17 @@ def test_bad_shapes_raise(tmp_path: Path, kwargs: dict, match: str) -> None:
     """Impossible shapes and unknown archs raise InvalidConfig naming field and rule."""
     with pytest.raises(InvalidConfig, match=match):
         build_tiny_model(tmp_path / "bad", **kwargs)
+
+
+def test_token_ids_are_the_same_in_every_process() -> None:
+    """The byte vocabulary's order does not depend on the process (Rust hash-set order used to leak in)."""
+    import subprocess
+    import sys
+
+    code = (
+        "from agents.models.tiny_model import build_tiny_tokenizer as b; "
+        "print(b().encode('<think>ok</think> héllo', add_special_tokens=False))"
+    )
+    runs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+            for _ in range(3)}  # fmt: skip
+    assert runs == {str(build_tiny_tokenizer().encode("<think>ok</think> héllo", add_special_tokens=False)) + "\n"}
