@@ -1,26 +1,31 @@
 """TRL adapter: RouterQA reward components as TRL reward functions, and ReCal advantages in ``GRPOTrainer``.
 
-Two ways to train a RouterQA router with TRL (``docs/learner.md`` §11):
+Three ways to train a RouterQA router with TRL (``docs/learner.md`` §11):
 
-1. **Plain TRL.** :func:`component_reward_funcs` returns one reward function per component (TRL's
-   plain-callable convention). Each plays the completion in a RouterQA env through the Gymnasium API
+1. **Multi-turn episodes (recommended).** ``GRPOTrainer(rollout_func=RouterQARollout(...))``
+   (:mod:`agents.adapters.trl_rollout`) plays whole episodes — turns, candidate calls, ``<information>``
+   splices (masked out of the loss with TRL's ``env_mask``) — and hands the env's decomposed rewards to
+   the reward functions of :func:`~agents.adapters.trl_rollout.rollout_reward_funcs`.
+2. **Single-turn, plain TRL.** :func:`component_reward_funcs` returns one reward function per component (TRL's
+   plain-callable convention). Each plays TRL's own completion in a RouterQA env through the Gymnasium API
    (``reset(options={"question_id": ...})``, ``step(completion)``; later turns come from ``continuation``,
    by default empty turns, so a completion must answer in its own turn) and returns that component. Use
    ``kind="gated"`` with ``GRPOConfig(reward_weights=spec weights, multi_objective_aggregation=
    "normalize_then_sum")`` for TRL's GDPO form.
-2. **ReCal.** Use ``kind="raw"`` functions with the trainer class from :func:`recal_grpo_trainer_class`. It
-   runs TRL's own generation and reward calls, then replaces TRL's advantages by those of any
-   ``agents.grpo.advantages`` estimator (default ``"recal"``) on the gathered batch: raw components → the reward
-   spec's gates (``RewardSpec.compute_gates``) → :class:`~agents.grpo.advantages.RewardBatch` →
-   estimator, with an explicit :class:`~agents.grpo.calibration.CalibrationState`. The dataset needs the columns
-   ``prompt``, ``question_id`` and ``data_source``.
+3. **ReCal advantages** (with 1 or 2). Use ``kind="raw"`` functions with the trainer class from
+   :func:`recal_grpo_trainer_class`. It runs TRL's generation (or the rollout) and reward calls, then replaces
+   TRL's advantages by those of any ``agents.grpo.advantages`` estimator (default ``"recal"``) on the
+   gathered batch: raw components → the reward spec's gates (``RewardSpec.compute_gates``) →
+   :class:`~agents.grpo.advantages.RewardBatch` → estimator, with an explicit
+   :class:`~agents.grpo.calibration.CalibrationState`. The dataset needs the columns ``prompt``,
+   ``question_id`` and ``data_source``.
 
 Example (see ``examples/trl_grpo_tiny.py`` for a runnable CPU version)::
 
-    scorer = RouterQAScorer()
+    rollout = RouterQARollout(make_env, question_ids=ds["question_id"])
     Trainer = recal_grpo_trainer_class()
-    trainer = Trainer(model=..., args=GRPOConfig(...), train_dataset=ds,
-                      reward_funcs=component_reward_funcs(scorer, kind="raw"), estimator="recal")
+    trainer = Trainer(model=..., args=GRPOConfig(...), train_dataset=ds, rollout_func=rollout,
+                      reward_funcs=rollout_reward_funcs(rollout.spec, kind="raw"), estimator="recal")
     trainer.train()
 
 TRL is optional: it is imported only inside :func:`recal_grpo_trainer_class`.
@@ -61,6 +66,9 @@ ComponentKind = Literal["raw", "gated"]
 
 Continuation = Callable[[str, Mapping[str, Any]], str]
 """``(observation, info) -> next turn``: how an episode goes on after the completion's turn."""
+
+_EPISODE_FIELDS = {"episode_return": "episode/return", "em": "episode/em", "turns": "episode/turns"}
+"""Rollout fields (:class:`~agents.adapters.trl_rollout.RouterQARollout`) logged as batch means."""
 
 
 def _empty_turn(observation: str, info: Mapping[str, Any]) -> str:
@@ -226,7 +234,7 @@ class RecalStep(NamedTuple):
     """What :func:`recal_grpo_trainer_class`'s trainer computed on its last batch (for tests and logs)."""
 
     raw: Tensor
-    """``(N, 6)`` gathered raw components."""
+    """``(N, K)`` gathered raw components, in the reward spec's order."""
     data_sources: tuple[str, ...]
     """``(N,)`` gathered dataset names."""
     num_generations: int
@@ -243,8 +251,11 @@ def recal_grpo_trainer_class() -> type:
     Extra constructor keywords: ``estimator`` (registry name, default ``"recal"``), ``recal_config``
     (:class:`~agents.grpo.estimator_config.RecalConfig`), ``reward_spec`` (gates, τ and weights; default
     ``"recal"``), ``calibration_state`` (shared :class:`~agents.grpo.calibration.CalibrationState`). The reward
-    functions must include ``raw_<component>`` for every component of ``reward_spec`` (:func:`component_reward_funcs`).
-    Advantage metrics are logged under TRL's metrics with the estimator's keys (``adv/*``, ``calib/*``).
+    functions must include ``raw_<component>`` for every component of ``reward_spec`` (:func:`component_reward_funcs`
+    or :func:`~agents.adapters.trl_rollout.rollout_reward_funcs`). The estimator's metrics join TRL's logs under their
+    own names (``adv/std``, ``recal/weight/mean``, ``calib/<data_source>/mean``, ``reward/<component>/mean``); with
+    :class:`~agents.adapters.trl_rollout.RouterQARollout` also ``episode/return``, ``episode/em`` and
+    ``episode/turns`` (batch means).
 
     Raises:
         ImportError: TRL is not installed (``pip install trl``).
@@ -277,23 +288,28 @@ def recal_grpo_trainer_class() -> type:
             self.recal_estimator = make_estimator(estimator, recal_config)
             self.calibration_state = CalibrationState() if calibration_state is None else calibration_state
             self.last_recal: RecalStep | None = None
-            self._recal_pending: tuple[Tensor, list[str]] | None = None
+            self._recal_pending: tuple[Tensor, list[str], dict[str, float]] | None = None
 
         def _calculate_rewards(self, inputs: Any, prompts: Any, completions: Any, completion_ids_list: Any) -> Tensor:
             rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
             sources = gather_object([str(x["data_source"]) for x in inputs])
-            self._recal_pending = (rewards, list(sources))
+            episode: dict[str, float] = {}
+            for field, key in _EPISODE_FIELDS.items():
+                if all(field in x for x in inputs):
+                    values = gather_object([float(x[field]) for x in inputs])
+                    episode[key] = sum(values) / len(values)
+            self._recal_pending = (rewards, list(sources), episode)
             return rewards
 
         def _generate_and_score_completions(self, inputs: Any) -> dict[str, Any]:
             out = super()._generate_and_score_completions(inputs)
             if self._recal_pending is None:  # pragma: no cover - TRL always scores before returning
                 raise InvalidData("ReCal trainer: TRL returned a batch without scoring it")
-            rewards, sources = self._recal_pending
+            rewards, sources, episode = self._recal_pending
             self._recal_pending = None
             mode = "train" if getattr(self.model, "training", True) else "eval"
             g = int(self.num_generations if mode == "train" else self.num_generations_eval)  # type: ignore[arg-type]
-            raw = rewards[:, self.recal_columns].detach().cpu()  # (N, 6)
+            raw = rewards[:, self.recal_columns].detach().cpu()  # (N, K)
             before = self.calibration_state.state_dict()
             result = recal_advantages(
                 raw, sources, g, spec=self.recal_spec, estimator=self.recal_estimator, state=self.calibration_state
@@ -301,8 +317,9 @@ def recal_grpo_trainer_class() -> type:
             local = len(out["advantages"])
             start = self.accelerator.process_index * local
             out["advantages"] = result.advantages[start : start + local].to(out["advantages"].device)
-            for key, value in result.metrics.items():
-                self._metrics[mode][f"recal/{key}"].append(float(value))
+            metrics = {k: float(v) for k, v in result.metrics.items()} | episode
+            for key, value in metrics.items():  # the estimator's own names: adv/std, calib/<ds>/mean
+                self._metrics[mode][key].append(value)
             self.last_recal = RecalStep(raw, tuple(sources), g, before, result.advantages)
             return out
 
