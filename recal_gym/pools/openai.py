@@ -45,13 +45,15 @@ in the request's ``Authorization`` header; it is never stored on the backend, lo
 **Metrics** (flat floats): ``calls``, ``calls_ok``, ``calls_failed``, ``attempts``, ``retries``,
 ``errors/<label>`` (per failed attempt), ``failed/<label>`` (per failed call), ``prompt_tokens``,
 ``completion_tokens``, ``cost_micro_usd``, ``usage_missing``, ``batches``, ``latency_s_sum`` and
-``latency_s_max`` (per attempt). Wall-clock values live only here, never in :class:`CallResult`.
+``latency_s_max`` (per attempt). A successful call's ``CallResult.latency_s`` is the wall time of its successful
+attempt (live latency is measured, so it is not deterministic; the response cache replays it exactly).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import json
 import logging
 import math
@@ -434,6 +436,7 @@ class OpenAIBackend:
             completion_tokens=result.completion_tokens,
             prompt_tokens=result.prompt_tokens,
             attempts=attempts,
+            latency_s=result.latency_s,
         )
 
     @staticmethod
@@ -486,7 +489,8 @@ class OpenAIBackend:
             # includes DecodingError: a body the transport could not decode (e.g. a broken gzip stream)
             return _Attempt(error="connection")
         finally:
-            self._note_latency(time.perf_counter() - start)
+            seconds = time.perf_counter() - start
+            self._note_latency(seconds)
         if status == 429:
             return _Attempt(error="http_429", retry_after=_retry_after(response_headers))
         if status >= 500:
@@ -499,4 +503,7 @@ class OpenAIBackend:
             payload = json.loads(content)
         except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, too-deep nesting
             return _Attempt(error="malformed")
-        return _parse_completion(payload, *prompt)
+        outcome = _parse_completion(payload, *prompt)
+        if outcome.result is not None:  # the measured wall time of the successful attempt (the latency component)
+            outcome = dataclasses.replace(outcome, result=dataclasses.replace(outcome.result, latency_s=seconds))
+        return outcome
