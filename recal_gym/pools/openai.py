@@ -63,7 +63,7 @@ import threading
 import time
 from collections.abc import AsyncGenerator, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, Literal, cast, get_args
 
 import httpx
 
@@ -97,17 +97,8 @@ ErrorLabel = Literal[
     "bad_usage",
     "missing_api_key",
 ]
-ERROR_LABELS: tuple[str, ...] = (
-    "timeout",
-    "http_429",
-    "http_5xx",
-    "http_4xx",
-    "connection",
-    "malformed",
-    "too_large",
-    "bad_usage",
-    "missing_api_key",
-)
+ERROR_LABELS: tuple[str, ...] = get_args(ErrorLabel)
+"""Every label a failed call may carry, in :data:`ErrorLabel` order."""
 RETRYABLE_ERRORS: frozenset[str] = frozenset({"timeout", "http_429", "http_5xx", "connection"})
 """Failure labels that are retried with backoff; the others fail the call at once."""
 
