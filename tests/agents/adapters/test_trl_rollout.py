@@ -7,7 +7,6 @@ The stand-in carries exactly what ``RouterQARollout`` reads from a ``GRPOTrainer
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -15,17 +14,16 @@ import pytest
 import torch
 
 from agents.adapters.trl_rollout import RouterQARollout, rollout_reward_funcs, routerqa_rows
-from agents.eval.baselines import answer_from_reply, question_from_prompt
+from agents.eval.baselines import question_from_prompt
 from agents.grpo.config import preset
-from agents.grpo.engines import Sample, SamplingParams
 from agents.grpo.learner import build_envs
 from agents.grpo.rollout import TextCodec
 from agents.models.tiny_model import build_tiny_model, build_tiny_tokenizer, load_tiny_tokenizer
 from recal_gym.errors import InvalidConfig, InvalidData
 from recal_gym.types import EpisodeRecord
+from tests.agents.adapters.scripted import ScriptedEngine
 
 CONFIG = dataclasses.replace(preset("tiny"), max_new_tokens=200)  # a byte-level token per character
-MODELS = ("Mixtral-8x22B-Instruct", "Qwen2.5-7B-Instruct")
 
 
 @pytest.fixture(scope="module")
@@ -37,45 +35,6 @@ def tokenizer() -> Any:
 def questions(tokenizer: Any) -> list[str]:
     env = build_envs(CONFIG, tokenizer, 1)[0]
     return sorted(env.unwrapped.questions.ids())[:6]
-
-
-def _turn_text(context: str, kinds: dict[str, int]) -> str:
-    """A deterministic script over the decoded context: route, answer, or break the format (by question)."""
-    prompt, _, so_far = context.partition("\nassistant\n")  # the chat-templated prompt, then the episode
-    question = question_from_prompt(prompt)
-    if "<information>" in so_far:
-        return f"<think>ok</think><answer> {answer_from_reply(so_far) or 'x'} </answer>"
-    kind = kinds.get(question, 1)
-    if kind == 0:
-        return f"<think>ask</think><search> {MODELS[len(so_far) % 2]}:{question} </search> and text after the stop"
-    if kind == 1:
-        return "<think>easy</think><answer> x </answer>"
-    return "no tags at all"
-
-
-class ScriptedEngine:
-    """A GenerationEngine that samples scripted turns (ids of the text, log-prob −0.25 per token).
-
-    ``log`` maps each context it saw to the ids it sampled, so a test can replay the same turns.
-    """
-
-    def __init__(self, tokenizer: Any, kinds: dict[str, int] | None = None) -> None:
-        self.codec = TextCodec(tokenizer)
-        self.kinds = kinds or {}
-        self.log: dict[tuple[int, ...], list[int]] = {}
-
-    def generate(
-        self, contexts: Sequence[Sequence[int]], params: SamplingParams, generator: torch.Generator
-    ) -> list[Sample]:
-        out = []
-        for ctx in contexts:
-            ids = self.codec.encode(_turn_text(self.codec.decode(ctx), self.kinds))[: params.max_new_tokens]
-            self.log[tuple(ctx)] = ids
-            out.append(Sample(ids, [-0.25] * len(ids)))
-        return out
-
-    def sync_weights(self, model: torch.nn.Module) -> None:
-        pass
 
 
 def _trainer(tokenizer: Any, model: torch.nn.Module | None = None, **args: Any) -> SimpleNamespace:
