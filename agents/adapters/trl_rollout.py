@@ -27,8 +27,9 @@ trainer's rewards are exactly the env's. Example (``examples/trl_grpo_tiny.py`` 
                                          reward_funcs=rollout_reward_funcs(rollout.spec), estimator="recal")
 
 Rewards are scored in ``"batch"`` update mode (build the envs with ``make_spec(..., update_mode="batch")``):
-after each call the batch's episode records, gathered over processes, update the reward state once and
-the new state is pushed to every env, as in the ``agents`` learner (``docs/learner.md`` §4.6).
+after each training call the batch's episode records, gathered over processes, update the reward state once and
+the new state is pushed to every env, as in the ``agents`` learner (``docs/learner.md`` §4.6). Calls in TRL's
+evaluation mode (the model not in training mode) leave the reward state unchanged.
 
 Sampling draws from the rollout's own seeded ``torch.Generator`` (``state_dict()``/``load_state_dict()``),
 so the same seed replays the same episodes.
@@ -195,6 +196,11 @@ class RouterQARollout:
     @staticmethod
     def _params(trainer: Any, max_new_tokens: int) -> SamplingParams:
         args = trainer.args
+        if getattr(args, "use_vllm", False):
+            raise InvalidConfig(
+                "GRPOConfig.use_vllm=True: RouterQARollout samples with the trainer's own model "
+                "(agents.grpo.engines.HFEngine), not with TRL's vLLM modes; set use_vllm=False"
+            )
         if getattr(args, "mask_truncated_completions", False):
             raise InvalidConfig(
                 "GRPOConfig.mask_truncated_completions=True would mask every RouterQA episode (a completion ends "
@@ -264,7 +270,7 @@ class RouterQARollout:
         tokenizer = trainer.processing_class
         codec = TextCodec(getattr(tokenizer, "tokenizer", tokenizer))  # a processor wraps its tokenizer
         model = trainer.accelerator.unwrap_model(trainer.model) if hasattr(trainer, "accelerator") else trainer.model
-        was_training = model.training
+        was_training = bool(model.training)  # TRL's train/eval mode
         model.eval()
         before = envs[0].unwrapped.reward_state_dict()  # type: ignore[attr-defined]
         try:
@@ -283,7 +289,8 @@ class RouterQARollout:
         lengths = [len(codec.prompt_ids(_prompt_text(p))) for p in prompts]
         if any(int(batch.loss_mask[i, :p].sum()) != 0 for i, p in enumerate(lengths)):  # pragma: no cover - a bug
             raise InvalidData("RouterQARollout: policy tokens inside the prompt; the chat template is not stable")
-        self._sync_reward_state(batch.records, trainer)
+        if was_training:  # evaluation is scored from the current reward state and leaves it as it was
+            self._sync_reward_state(batch.records, trainer)
         fields = self._fields(batch, lengths)
         self.last = RolloutCall(tuple(qids), tuple(lengths), batch, before, fields)
         return dict(fields)  # TRL pops keys from what it gets; ``last.fields`` stays whole

@@ -45,7 +45,7 @@ def _trainer(tokenizer: Any, model: torch.nn.Module | None = None, **args: Any) 
         top_p=1.0,
         top_k=0,
         processing_class=tokenizer,
-        model=model if model is not None else torch.nn.Linear(1, 1),
+        model=model if model is not None else torch.nn.Linear(1, 1).train(),  # TRL trains in train mode
     )
 
 
@@ -111,6 +111,16 @@ def test_reward_state_is_updated_once_per_batch_and_pushed_to_every_env(
     for env in rollout.envs:
         assert env.unwrapped.reward_state_dict() == state.state_dict()
     assert state.state_dict() != call.reward_state_before  # the batch moved the balance/cost state
+
+
+def test_evaluation_calls_leave_the_reward_state_alone(tokenizer: Any, questions: list[str]) -> None:
+    rollout = _rollout(tokenizer, questions)
+    prompts = [r["prompt"] for r in routerqa_rows(rollout.envs[0], questions[:2]) for _ in range(2)]
+    before = rollout.envs[0].unwrapped.reward_state_dict()
+    rollout(prompts, _trainer(tokenizer, torch.nn.Linear(1, 1).eval()))
+    assert all(env.unwrapped.reward_state_dict() == before for env in rollout.envs)
+    rollout(prompts, _trainer(tokenizer))
+    assert rollout.envs[0].unwrapped.reward_state_dict() != before
 
 
 def test_reward_funcs_return_the_rollout_fields(tokenizer: Any, questions: list[str]) -> None:
@@ -190,6 +200,8 @@ def test_bad_inputs_are_named(tokenizer: Any, questions: list[str]) -> None:
         rollout([prompt] * 3, _trainer(tokenizer))
     with pytest.raises(InvalidConfig, match="mask_truncated_completions"):
         rollout([prompt], _trainer(tokenizer, mask_truncated_completions=True))
+    with pytest.raises(InvalidConfig, match="use_vllm=True"):
+        rollout([prompt], _trainer(tokenizer, use_vllm=True))
     with pytest.raises(InvalidConfig, match="repetition_penalty"):
         rollout([prompt], _trainer(tokenizer, repetition_penalty=1.1))
     with pytest.raises(InvalidConfig, match="needs at least one env"):
