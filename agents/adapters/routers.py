@@ -156,7 +156,10 @@ def _call(spec: str, factory: Callable[..., Any], kwargs: Mapping[str, Any]) -> 
 
 
 class NamedRouter:
-    """A router without a ``name`` attribute, shown under its spec (delegates ``reset`` and ``act``).
+    """A router without a ``name`` attribute, shown under its spec.
+
+    ``reset`` and ``act`` are delegated, and so is every other attribute (optional capabilities the CLI looks
+    for, such as ``env_kwargs()``), so the wrapper changes nothing but the name.
 
     Args:
         router: The user's router.
@@ -175,6 +178,12 @@ class NamedRouter:
     def act(self, observation: str, info: dict[str, Any]) -> str:
         """Return the next turn's text."""
         return str(self.router.act(observation, info))
+
+    def __getattr__(self, item: str) -> Any:
+        """Delegate any other attribute to the wrapped router."""
+        if item == "router":  # not set yet (e.g. during unpickling): no recursion
+            raise AttributeError(item)
+        return getattr(self.router, item)
 
 
 def load_factory_router(spec: str) -> Any:

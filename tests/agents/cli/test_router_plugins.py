@@ -161,6 +161,11 @@ def test_loaded_routers_keep_their_name_or_get_the_spec(on_path: Path) -> None:
     anonymous = load_factory_router("userpkg.routers:make_anonymous")
     assert isinstance(anonymous, NamedRouter) and anonymous.name == "userpkg.routers:make_anonymous"
     assert anonymous.act("", {}) == "<think>no idea</think>\n<answer> unknown </answer>"
+    assert anonymous.reset.__self__ is anonymous and callable(anonymous.router.reset)
+    anonymous.router.env_kwargs = lambda: {"max_routed_turns": 2}  # an optional capability shows through
+    assert anonymous.env_kwargs() == {"max_routed_turns": 2}
+    with pytest.raises(AttributeError, match="play_batch"):
+        anonymous.play_batch  # noqa: B018
 
 
 @pytest.mark.parametrize(
