@@ -114,12 +114,20 @@ class RouterQAReward:
             **kwargs: verl's further keywords (``reward_router_address``, ...), ignored.
 
         Raises:
-            InvalidData: neither an episode summary nor ``question_id`` in ``extra_info``, or a ``data_source``
-                that is not the question's dataset.
+            InvalidData: neither an episode summary nor ``question_id`` in ``extra_info``, a multi-turn response
+                (``extra_info["num_turns"] > 2``) without a summary, or a ``data_source`` that is not the
+                question's dataset.
         """
         extra = dict(extra_info or {})
         episode = extra.get(EPISODE_KEY)
         if episode is None:
+            turns = extra.get("num_turns")
+            if turns is not None and int(turns) > 2:
+                raise InvalidData(
+                    f"a {int(turns)}-turn response without extra_info[{EPISODE_KEY!r}]: multi-turn RouterQA rollouts "
+                    "must come from the routerqa_agent loop (its summary reaches extra_info through verl's "
+                    "tool_extra_fields); replaying the decoded text would score the wrong episode"
+                )
             qid = extra.get("question_id")
             if qid is None:
                 raise InvalidData(

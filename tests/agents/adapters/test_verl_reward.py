@@ -107,6 +107,8 @@ def test_bad_inputs_name_what_is_missing(played: list[tuple[dict[str, Any], Any]
     row, episode = played[0]
     with pytest.raises(InvalidData, match=r"neither 'routerqa'.*nor 'question_id'.*keys present: \['index'\]"):
         score(row["data_source"], "x", None, {"index": 3})
+    with pytest.raises(InvalidData, match="a 5-turn response without extra_info\\['routerqa'\\]"):
+        score(row["data_source"], "x", None, {**row["extra_info"], "num_turns": 5})
     with pytest.raises(InvalidData, match="data_source 'gsm8k' is not the dataset"):
         score("gsm8k", "x", None, _verl_extra_info(row, episode))
     with pytest.raises(InvalidData, match="not a RouterQA episode summary"):
