@@ -39,9 +39,9 @@ __all__ = [
     "TINY_CHAT_TEMPLATE",
     "TinyArch",
     "build_tiny_model",
-    "byte_symbols",
     "build_tiny_tokenizer",
     "build_vllm_tiny_model",
+    "byte_symbols",
     "load_tiny_tokenizer",
 ]
 
