@@ -106,8 +106,9 @@ def byte_symbols() -> list[str]:
 def build_tiny_tokenizer() -> PreTrainedTokenizerFast:
     """Build the pure byte-level BPE tokenizer with the protocol tags as single special tokens.
 
-    The vocabulary is the 256 byte-level symbols (id ``b`` is byte ``b``, :func:`byte_symbols`; no
-    merges, so every Unicode string round-trips losslessly) followed by :data:`PROTOCOL_SPECIALS` (ids 256..266): 267 tokens in all.
+    The vocabulary is the 256 byte-level symbols (id ``b`` is byte ``b``, :func:`byte_symbols`; no merges,
+    so every Unicode string round-trips losslessly) followed by :data:`PROTOCOL_SPECIALS` (ids 256..266):
+    267 tokens in all.
     The tokenizer adds no BOS/EOS on ``encode``; the chat template (:data:`TINY_CHAT_TEMPLATE`) writes
     them explicitly.
 
