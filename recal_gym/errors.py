@@ -17,6 +17,7 @@ __all__ = [
     "InvalidAction",
     "InvalidConfig",
     "InvalidData",
+    "MissingDependency",
     "RecalGymError",
     "ResetNeeded",
     "UnknownComponent",
@@ -68,6 +69,10 @@ class AssetMissing(RecalGymError, FileNotFoundError):
 
 class BackendError(RecalGymError, RuntimeError):
     """A candidate backend could not be constructed or configured."""
+
+
+class MissingDependency(RecalGymError, ImportError):
+    """An optional dependency is not installed; the message names it and the pip extra that brings it."""
 
 
 def close_matches_hint(name: str, allowed: Iterable[str]) -> str:
