@@ -154,20 +154,25 @@ def _routers(specs: Sequence[str], models: Sequence[str], seed: int) -> list:
 
 def _write_outputs(
     out: Path, reports: list[EvalReport], table: str, summary_text: str, summary: CostQualitySummary
-) -> None:
+) -> list[str]:
+    """Write the tables, reports and (when matplotlib is installed) plots; return the file names written."""
     from agents.eval.evaluation import format_csv
     from agents.eval.plots import plot_pareto, plot_per_dataset
+    from recal_gym.errors import MissingDependency
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "table.md").write_text(table + "\n\n" + summary_text + "\n")
     (out / "table.csv").write_text(format_csv(reports))
     payload = {"reports": [r.to_dict() for r in reports], "summary": summary.to_dict()}
     (out / "reports.json").write_text(json.dumps(payload, indent=2))
+    written = ["table.md", "table.csv", "reports.json"]
     try:
         plot_pareto(reports, out / "pareto.png")
         plot_per_dataset(reports, out / "per_dataset_em.png")
-    except ImportError as exc:  # matplotlib is an optional extra: keep the tables, say how to get plots
+        written += ["pareto.png", "per_dataset_em.png"]
+    except MissingDependency as exc:  # matplotlib is the `plots` extra: keep the tables, say how to get plots
         print(f"recal-gym eval: plots skipped: {exc}", file=sys.stderr)
+    return written
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -199,8 +204,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps([r.to_dict() for r in reports], indent=2))
     if not args.no_files:
-        _write_outputs(args.out, reports, table, summary_text, summary)
-        print(f"\nwrote table.md, table.csv, reports.json and the plots pareto.png, per_dataset_em.png to {args.out}")
+        written = _write_outputs(args.out, reports, table, summary_text, summary)
+        print(f"\nwrote {', '.join(written)} to {args.out}")
     return 0
 
 
@@ -233,12 +238,22 @@ def _cmd_assets(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``recal-gym`` console script."""
+    """Entry point of the ``recal-gym`` console script.
+
+    A missing optional dependency (:class:`~recal_gym.errors.MissingDependency`) is a user error: one
+    line on stderr naming the package and the ``pip install "recal-gym[EXTRA]"`` command, exit status 2.
+    """
+    from recal_gym.errors import MissingDependency
+
     args = build_parser().parse_args(argv)
     handlers = {"eval": _cmd_eval, "assets": _cmd_assets}
-    if args.cmd in handlers:
-        return handlers[args.cmd](args)
-    return int(importlib.import_module(_PLUGINS[args.cmd][0]).run(args))
+    try:
+        if args.cmd in handlers:
+            return handlers[args.cmd](args)
+        return int(importlib.import_module(_PLUGINS[args.cmd][0]).run(args))
+    except MissingDependency as exc:
+        print(f"recal-gym {args.cmd}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

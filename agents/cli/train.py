@@ -93,7 +93,9 @@ def _warm_start(learner: Any, out: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``recal-gym train``; returns the exit code."""
-    import torch
+    from recal_gym.optional import require
+
+    torch = require("torch", feature="training a router")
     from tqdm import tqdm
 
     from agents.grpo.config import load_config

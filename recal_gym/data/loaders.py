@@ -350,12 +350,11 @@ def load_router_r1_parquet(path: str | Path) -> list[QARow]:
 
     Raises:
         InvalidData: on a malformed row or a duplicate id.
-        ImportError: if ``pyarrow`` is not installed.
+        MissingDependency: ``pyarrow`` is not installed (an ``ImportError`` naming the ``hf-datasets`` extra).
     """
-    try:
-        import pyarrow.parquet as pq
-    except ImportError as err:  # pragma: no cover - pyarrow is a dev dependency
-        raise ImportError("load_router_r1_parquet needs pyarrow: pip install -e '.[dev]'") from err
+    from recal_gym.optional import require
+
+    pq = require("pyarrow.parquet", feature="load_router_r1_parquet")
     path = Path(path)
     where = str(path)
     raws = pq.read_table(path).to_pylist()
