@@ -40,7 +40,8 @@ def test_require_returns_the_module() -> None:
 def test_a_missing_module_is_one_line_naming_package_and_extra(
     monkeypatch: pytest.MonkeyPatch, module: str, blocked: str, package: str, extra: str
 ) -> None:
-    monkeypatch.setitem(sys.modules, blocked, None)  # makes the import fail with ModuleNotFoundError
+    for name in {blocked, module}:  # as if not installed, even when an earlier test imported it
+        monkeypatch.setitem(sys.modules, name, None)  # makes the import fail with ModuleNotFoundError
     with pytest.raises(MissingDependency) as caught:
         require(module, feature="this feature")
     msg = str(caught.value)
