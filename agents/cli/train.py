@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
+
+from agents.cli.validation import check_output_dir, positive_int, require_module
+from recal_gym.errors import UsageError
 
 __all__ = ["add_arguments", "run"]
 
@@ -44,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name, kind in _OVERRIDES.items():
         parser.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help=f"override {name}")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=JSON", help="override any field")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    parser.add_argument("--threads", type=positive_int, default=2, help="torch CPU threads (default 2)")
     parser.add_argument("--no-tensorboard", action="store_true", help="skip TensorBoard events")
     parser.add_argument("--no-plot", action="store_true", help="skip curves.png")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -55,7 +57,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep:
-            raise SystemExit(f"recal-gym train: --set needs FIELD=VALUE, got {item!r}")
+            raise UsageError(f"--set needs FIELD=VALUE, got {item!r}", "e.g. --set lr=0.001")
         try:
             out[key.replace("-", "_")] = json.loads(value)
         except json.JSONDecodeError:
@@ -71,12 +73,21 @@ def _sinks(out: Path, tensorboard: bool, start: int) -> list[Any]:
         kept = [r for r in read_jsonl(path) if r["step"] < start]
         path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
     sinks: list[Any] = [JSONLSink(path, append=start > 0)]
-    if tensorboard:
-        try:
-            sinks.append(TensorBoardSink(out / "tb"))
-        except ImportError as exc:
-            print(f"recal-gym train: {exc}; continuing without TensorBoard", file=sys.stderr)
+    if tensorboard:  # its dependency was checked at start (_check_before_work)
+        sinks.append(TensorBoardSink(out / "tb"))
     return sinks
+
+
+def _check_before_work(args: argparse.Namespace) -> None:
+    """Check paths and optional dependencies before the (long) run starts."""
+    check_output_dir(args.out, "--out")
+    for flag, path in (("--resume", args.resume), ("--config", args.config)):
+        if path is not None and not path.exists():
+            raise UsageError(f"{flag} {str(path)!r} does not exist", f"give {flag} an existing path")
+    if not args.no_plot:
+        require_module("matplotlib", "training curves", "pip install matplotlib, or pass --no-plot")
+    if not args.no_tensorboard:
+        require_module("tensorboard", "TensorBoard events", "pip install tensorboard, or pass --no-tensorboard")
 
 
 def _warm_start(learner: Any, out: Path) -> None:
@@ -93,18 +104,22 @@ def _warm_start(learner: Any, out: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``recal-gym train``; returns the exit code."""
-    from recal_gym.optional import require
+    from recal_gym.optional import require_installed
 
-    torch = require("torch", feature="training a router")
+    require_installed("torch", feature="training a router")  # one line, before agents.grpo needs torch
+    from agents.grpo.config import load_config
+
+    _check_before_work(args)
+    cfg = load_config(args.preset, file=args.config, overrides=_overrides(args))  # before torch is imported
+
+    import torch
     from tqdm import tqdm
 
-    from agents.grpo.config import load_config
     from agents.grpo.distributed import init_from_env
     from agents.grpo.learner import build_learner
     from agents.grpo.metrics_log import MetricsWriter
 
-    torch.set_num_threads(max(1, args.threads))
-    cfg = load_config(args.preset, file=args.config, overrides=_overrides(args))
+    torch.set_num_threads(args.threads)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, default=str))

@@ -20,7 +20,7 @@ __all__ = ["plot_pareto", "plot_per_dataset"]
 
 
 def _figure(width: float, height: float) -> Any:
-    """A Figure on an Agg canvas; MissingDependency (naming the ``plots`` extra) when matplotlib is missing."""
+    """A Figure on an Agg canvas; MissingDependency (one line) when matplotlib is missing."""
     from recal_gym.optional import require
 
     FigureCanvasAgg = require("matplotlib.backends.backend_agg", feature="drawing the eval plots").FigureCanvasAgg

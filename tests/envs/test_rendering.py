@@ -55,11 +55,11 @@ def test_discrete_env_renders_the_inner_transcript() -> None:
     env.close()
 
 
-def test_rgb_array_without_matplotlib_names_the_plots_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rgb_array_without_matplotlib_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
     env = RouterQAEnv(list(ROWS), pool=make_pool(lambda r: "x"), render_mode="rgb_array")  # construction needs no plot
     env.reset(seed=0)
     monkeypatch.setitem(sys.modules, "matplotlib.backends.backend_agg", None)
-    hint = r'needs matplotlib, which is not installed: pip install "recal-gym\[plots\]"'
+    hint = r"needs matplotlib, which is not installed — pip install matplotlib$"
     with pytest.raises(MissingDependency, match=hint):
         env.render()
 

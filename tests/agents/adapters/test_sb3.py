@@ -177,5 +177,5 @@ def test_without_sb3_the_adapter_says_which_extra_to_install() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == (
         "MissingDependency the stable-baselines3 adapter (agents.adapters.sb3) needs stable-baselines3, "
-        'which is not installed: pip install "recal-gym[sb3]"'
+        'which is not installed — pip install "recal-gym[sb3]"'
     )

@@ -1,4 +1,7 @@
-"""A missing optional dependency is one line and exit status 2, never a traceback."""
+"""A missing optional dependency is one line and exit status 2, never a traceback.
+
+(Missing matplotlib and tensorboard, checked before any work, are in ``test_errors.py``.)
+"""
 
 from __future__ import annotations
 
@@ -14,22 +17,8 @@ def test_train_without_torch_is_one_line_naming_the_train_extra(monkeypatch, cap
     assert main(["train", "--preset", "tiny", "--out", "unused", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert err == (
-        'recal-gym train: training a router needs torch, which is not installed: pip install "recal-gym[train]"\n'
+        'recal-gym train: training a router needs torch, which is not installed — pip install "recal-gym[train]"\n'
     )
-
-
-def test_eval_without_matplotlib_writes_the_tables_and_says_how_to_get_plots(monkeypatch, tmp_path, capsys) -> None:
-    monkeypatch.setitem(sys.modules, "matplotlib.backends.backend_agg", None)
-    out = tmp_path / "eval"
-    argv = ["eval", "--n", "2", "--router", "direct", "--no-progress", "--out", str(out)]
-    assert main(argv) == 0
-    captured = capsys.readouterr()
-    assert sorted(p.name for p in out.iterdir()) == ["reports.json", "table.csv", "table.md"]
-    assert captured.err == (
-        "recal-gym eval: plots skipped: drawing the eval plots needs matplotlib, which is not installed: "
-        'pip install "recal-gym[plots]"\n'
-    )
-    assert f"wrote table.md, table.csv, reports.json to {out}" in captured.out
 
 
 def test_eval_with_matplotlib_lists_the_plots_it_wrote(tmp_path, capsys) -> None:
