@@ -55,6 +55,8 @@ def test_strict_skips_turn_a_skipped_suite_into_a_failure(tmp_path: Path) -> Non
         "import pytest\n"
         "def test_needs_an_asset():\n    pytest.skip('asset x is not installed: pip install --no-deps x')\n"
         "def test_allowed():\n    pytest.importorskip('vllm')\n"
+        "@pytest.mark.skipif(True, reason='root ignores file permissions')\n"
+        "def test_declared_platform_condition():\n    pass\n"
     )
     conftest = REPO / "tests" / "conftest.py"
     (tmp_path / "conftest.py").write_text(conftest.read_text())
@@ -62,4 +64,4 @@ def test_strict_skips_turn_a_skipped_suite_into_a_failure(tmp_path: Path) -> Non
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test)]
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env, check=False)
     assert out.returncode == 1, out.stdout
-    assert "1 failed, 1 skipped" in out.stdout and "must run every suite" in out.stdout
+    assert "1 failed, 2 skipped" in out.stdout and "must run every suite" in out.stdout
