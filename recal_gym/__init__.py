@@ -32,8 +32,9 @@ if TYPE_CHECKING:
     from envs.router_qa import RouterQAEnv
     from envs.vector import RouterQAVectorEnv
     from recal_gym.pools.options import PoolOptions
+    from recal_gym.rewards.presets import make_spec
     from recal_gym.rewards.scoring import rescore, score_episode
-    from recal_gym.rewards.spec import RewardSpec, make_spec
+    from recal_gym.rewards.spec import RewardSpec
     from recal_gym.rewards.state import RewardState
 
 __all__ = [
@@ -59,7 +60,7 @@ _LAZY: dict[str, str] = {
     "RandomAgent": "envs.random_agent",
     "PoolOptions": "recal_gym.pools.options",
     "RewardSpec": "recal_gym.rewards.spec",
-    "make_spec": "recal_gym.rewards.spec",
+    "make_spec": "recal_gym.rewards.presets",
     "RewardState": "recal_gym.rewards.state",
     "score_episode": "recal_gym.rewards.scoring",
     "rescore": "recal_gym.rewards.scoring",

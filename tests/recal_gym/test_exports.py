@@ -27,8 +27,9 @@ def test_every_public_name_resolves_to_its_defining_object() -> None:
     from envs.router_qa import RouterQAEnv
     from envs.vector import RouterQAVectorEnv
     from recal_gym.pools.options import PoolOptions
+    from recal_gym.rewards.presets import make_spec
     from recal_gym.rewards.scoring import rescore, score_episode
-    from recal_gym.rewards.spec import RewardSpec, make_spec
+    from recal_gym.rewards.spec import RewardSpec
     from recal_gym.rewards.state import RewardState
 
     expected = {
