@@ -189,7 +189,7 @@ class RouterQADiscreteEnv(gym.Env[np.ndarray, np.int64]):
         (True, <class 'float'>)
     """
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 1}  # noqa: RUF012 - Gymnasium's convention
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 1}  # noqa: RUF012 - Gymnasium's convention
 
     def __init__(
         self,
@@ -210,7 +210,8 @@ class RouterQADiscreteEnv(gym.Env[np.ndarray, np.int64]):
             cost_scale: µ$ at which the cost feature reaches 0.5.
             mask_repeats: Hide already-asked models in :meth:`action_masks`.
             text_env: A built RouterQA env to wrap (then ``dataset`` and ``text_env_kwargs`` must be empty).
-            render_mode: ``None`` or ``"ansi"`` (prompt + transcript of the inner env).
+            render_mode: ``None``, ``"ansi"`` or ``"rgb_array"``: the inner env's prompt + transcript as text or
+                as a drawn frame (``"rgb_array"`` is what stable-baselines3's ``make_vec_env`` asks for).
             **text_env_kwargs: Passed to :class:`~envs.router_qa.RouterQAEnv` (``pool``, ``reward``, …).
 
         Raises:
@@ -227,8 +228,9 @@ class RouterQADiscreteEnv(gym.Env[np.ndarray, np.int64]):
             )
         if text_env is not None and (dataset is not None or text_env_kwargs):
             raise InvalidConfig("text_env is given: dataset and the RouterQAEnv keyword arguments must be left out")
-        if render_mode not in (None, "ansi"):
-            raise InvalidConfig(f"render_mode must be None or 'ansi', got {render_mode!r}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            modes = self.metadata["render_modes"]
+            raise InvalidConfig(f"render_mode must be None or one of {modes}, got {render_mode!r}")
         self.render_mode = render_mode
         self.text_env = (
             text_env if text_env is not None else RouterQAEnv(dataset, render_mode=render_mode, **text_env_kwargs)
@@ -352,9 +354,9 @@ class RouterQADiscreteEnv(gym.Env[np.ndarray, np.int64]):
         mask[self.answer_action] = True
         return mask
 
-    def render(self) -> str | None:  # type: ignore[override]
-        """Prompt + transcript of the inner env in ``"ansi"`` mode (``None`` otherwise)."""
-        return self.text_env.render() if self.render_mode == "ansi" else None
+    def render(self) -> str | np.ndarray | None:  # type: ignore[override]
+        """The inner env's prompt + transcript: ``str`` (``"ansi"``), RGB frame (``"rgb_array"``) or ``None``."""
+        return self.text_env.render() if self.render_mode is not None else None
 
     def close(self) -> None:
         """Close the inner env if this env built it (idempotent)."""

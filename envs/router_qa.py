@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import gymnasium as gym
+import numpy as np
 
 from envs.spaces import FreeText
 from recal_gym.data import QuestionSet, load_questions
@@ -136,7 +137,7 @@ class RouterQAEnv(gym.Env[str, str]):
         (True, 'answer')
     """
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 1}  # noqa: RUF012 - Gymnasium convention
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 1}  # noqa: RUF012 - Gymnasium convention
 
     def __init__(
         self,
@@ -188,7 +189,8 @@ class RouterQAEnv(gym.Env[str, str]):
             obs_truncation: ``"content"`` (default, keeps ``</information>``) or ``"splice"``.
             prompt_variant: ``"qwen"`` or ``"llama"``.
             descriptor_fields: ``("descriptor",)`` or ``("descriptor", "price")``.
-            render_mode: ``None`` or ``"ansi"``.
+            render_mode: ``None``, ``"ansi"`` (prompt + transcript as a ``str``) or ``"rgb_array"`` (the
+                same text drawn as a ``(600, 800, 3)`` uint8 frame, with matplotlib).
 
         Raises:
             InvalidConfig: a bad argument, or a prompt longer than ``max_start_length``.
@@ -201,8 +203,9 @@ class RouterQAEnv(gym.Env[str, str]):
             raise InvalidConfig(f"obs_truncation must be 'content' or 'splice', got {obs_truncation!r}")
         if query_split not in ("first-colon", "router-r1"):
             raise InvalidConfig(f"query_split must be 'first-colon' or 'router-r1', got {query_split!r}")
-        if render_mode not in (None, "ansi"):
-            raise InvalidConfig(f"render_mode must be None or 'ansi', got {render_mode!r}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            modes = self.metadata["render_modes"]
+            raise InvalidConfig(f"render_mode must be None or one of {modes}, got {render_mode!r}")
         self.render_mode = render_mode
         self.questions = _question_set(dataset)
         self._owns_pool = not isinstance(pool, Pool)
@@ -585,13 +588,20 @@ class RouterQAEnv(gym.Env[str, str]):
         return info
 
     # ------------------------------------------------------------------ extras
-    def render(self) -> str | None:  # type: ignore[override]
-        """Return prompt + transcript in ``"ansi"`` mode (``None`` otherwise)."""
-        if self.render_mode != "ansi":
+    def render(self) -> str | np.ndarray | None:  # type: ignore[override]
+        """Prompt + transcript: a ``str`` in ``"ansi"`` mode, an RGB frame in ``"rgb_array"`` mode, else ``None``.
+
+        Raises:
+            MissingDependency: ``"rgb_array"`` without matplotlib (``pip install matplotlib``).
+        """
+        if self.render_mode is None:
             return None
-        if self._ep is None:
-            return ""
-        return self._ep.prompt + self._ep.transcript
+        text = "" if self._ep is None else self._ep.prompt + self._ep.transcript
+        if self.render_mode == "rgb_array":
+            from envs.rendering import text_frame
+
+            return text_frame(text)
+        return text
 
     def last_episode_record(self) -> EpisodeRecord | None:
         """The record of the last scored episode (a frozen dataclass), or ``None``."""

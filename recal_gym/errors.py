@@ -17,6 +17,7 @@ __all__ = [
     "InvalidAction",
     "InvalidConfig",
     "InvalidData",
+    "MissingDependency",
     "RecalGymError",
     "ResetNeeded",
     "RewardComponentError",
@@ -74,6 +75,10 @@ class AssetMissing(RecalGymError, FileNotFoundError):
 
 class BackendError(RecalGymError, RuntimeError):
     """A candidate backend could not be constructed or configured."""
+
+
+class MissingDependency(RecalGymError, ImportError):
+    """An optional dependency is not installed; the message names it and the pip extra that brings it."""
 
 
 class UsageError(RecalGymError, ValueError):

@@ -19,14 +19,19 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.vec_env import VecEnv
 
 from envs.calibration_wrapper import CalibratedReward, CalibrationConfig, RunningRewardStats
 from envs.discrete import flat_info_keys
+from recal_gym.optional import missing_dependency
 from recal_gym.rewards.presets import make_spec
 from recal_gym.rewards.spec import fold_reward
+
+try:
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecEnv
+except ModuleNotFoundError as exc:  # one clear line naming the extra instead of a deep traceback
+    raise missing_dependency(exc, feature="the stable-baselines3 adapter (agents.adapters.sb3)", extra="sb3") from None
 
 __all__ = ["DISCRETE_ENV_ID", "EpisodeMetrics", "RouterMetricsCallback", "make_router_vec_env"]
 
@@ -167,7 +172,7 @@ def make_router_vec_env(
         env_id,
         n_envs=n_envs,
         seed=seed,
-        env_kwargs={"render_mode": None, **dict(env_kwargs or {})},  # SB3 defaults to "rgb_array"
+        env_kwargs=dict(env_kwargs or {}),
         monitor_kwargs={"info_keywords": flat_info_keys(make_spec(kwargs.get("reward", "recal")).names)},
         wrapper_class=wrapper_class,
         wrapper_kwargs=wrapper_kwargs,

@@ -258,13 +258,12 @@ def recal_grpo_trainer_class() -> type:
     ``episode/turns`` (batch means).
 
     Raises:
-        ImportError: TRL is not installed (``pip install trl``).
+        MissingDependency: TRL or accelerate is not installed (an ``ImportError`` naming the ``trl`` extra).
     """
-    try:
-        from accelerate.utils import gather_object
-        from trl import GRPOTrainer
-    except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError("the TRL adapter needs TRL: pip install trl (or the project's 'dev' extra)") from err
+    from recal_gym.optional import require
+
+    gather_object = require("accelerate.utils", feature="recal_grpo_trainer_class", extra="trl").gather_object
+    GRPOTrainer = require("trl", feature="recal_grpo_trainer_class").GRPOTrainer
 
     class RecalGRPOTrainer(GRPOTrainer):  # type: ignore[misc, valid-type]
         """``GRPOTrainer`` with ReCal (or any registered) advantages; see :func:`recal_grpo_trainer_class`."""

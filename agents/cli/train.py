@@ -148,6 +148,9 @@ def _warm_start(learner: Any, out: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``recal-gym train``; returns the exit code."""
+    from recal_gym.optional import require_installed
+
+    require_installed("torch", feature="training a router")  # one line, before agents.grpo needs torch
     from agents.grpo.config import load_config
 
     _check_before_work(args)

@@ -12,7 +12,7 @@ import importlib
 from pathlib import Path
 from typing import NoReturn
 
-from recal_gym.errors import AssetMissing, BackendError, InvalidData, RecalGymError, UsageError
+from recal_gym.errors import AssetMissing, BackendError, InvalidData, MissingDependency, RecalGymError, UsageError
 
 __all__ = [
     "USER_ERRORS",
@@ -86,6 +86,8 @@ def check_output_file(path: Path, flag: str) -> None:
 def _fix(exc: BaseException, prog: str) -> str:
     if isinstance(exc, UsageError):
         return exc.fix
+    if isinstance(exc, MissingDependency):
+        return ""  # its message already ends with the install command
     if isinstance(exc, InvalidData):
         return "fix the file, row and field named above"
     if isinstance(exc, AssetMissing):

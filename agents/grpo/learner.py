@@ -500,10 +500,10 @@ def load_policy(config: TrainConfig, work_dir: str | Path) -> tuple[torch.nn.Mod
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     model: Any = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
     if config.lora_rank > 0:
-        try:
-            from peft import LoraConfig, get_peft_model
-        except ImportError as exc:  # pragma: no cover - depends on the machine
-            raise ImportError("LoRA needs peft: pip install peft") from exc
+        from recal_gym.optional import require
+
+        peft = require("peft", feature="LoRA (TrainConfig.lora_rank > 0)")
+        LoraConfig, get_peft_model = peft.LoraConfig, peft.get_peft_model
         lora = LoraConfig(r=config.lora_rank, lora_alpha=2 * config.lora_rank, target_modules="all-linear")
         model = get_peft_model(model, lora)
     model.eval()

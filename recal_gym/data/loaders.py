@@ -408,13 +408,12 @@ def load_router_r1_parquet(path: str | Path) -> list[QARow]:
     Raises:
         InvalidData: on a malformed row, a duplicate id, or a file that is not Parquet (or has no rows).
         FileNotFoundError: the file does not exist.
-        ImportError: if ``pyarrow`` is not installed.
+        MissingDependency: ``pyarrow`` is not installed (an ``ImportError`` naming the ``hf-datasets`` extra).
     """
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError as err:  # pragma: no cover - pyarrow is a dev dependency
-        raise ImportError("load_router_r1_parquet needs pyarrow: pip install -e '.[dev]'") from err
+    from recal_gym.optional import require
+
+    pa = require("pyarrow", feature="load_router_r1_parquet")
+    pq = require("pyarrow.parquet", feature="load_router_r1_parquet")
     path = Path(path)
     where = str(path)
     if not path.is_file():

@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from recal_gym.errors import BackendError, InvalidConfig, InvalidData, UnknownModel, close_matches_hint
+from recal_gym.errors import InvalidConfig, InvalidData, UnknownModel, close_matches_hint
 from recal_gym.pools.base import MAX_CALL_TOKENS, Pool
 from recal_gym.pools.options import PoolOptions, ReplayUnrecorded
 from recal_gym.pools.simulated import content_words, similarity
@@ -225,10 +225,9 @@ def _read_jsonl(path: Path) -> list[ReplayRow]:
 
 
 def _read_parquet(path: Path) -> list[ReplayRow]:
-    try:
-        import pyarrow.parquet as pq  # lazy: only Parquet tables need it
-    except ImportError as exc:
-        raise BackendError("reading a Parquet replay table needs pyarrow: pip install pyarrow") from exc
+    from recal_gym.optional import require  # lazy: only Parquet tables need pyarrow
+
+    pq = require("pyarrow.parquet", feature="reading a Parquet replay table")
     try:
         records = pq.read_table(path).to_pylist()
     except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError, ArrowIOError an OSError
@@ -255,11 +254,10 @@ def write_replay_table(rows: Sequence[ReplayRow], path: str | Path) -> Path:
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_name(p.name + ".tmp")
     if _is_parquet(p):
-        try:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-        except ImportError as exc:
-            raise BackendError("writing a Parquet replay table needs pyarrow: pip install pyarrow") from exc
+        from recal_gym.optional import require
+
+        pa = require("pyarrow", feature="writing a Parquet replay table")
+        import pyarrow.parquet as pq
         table = pa.Table.from_pylist([r.to_dict() for r in rows]) if rows else pa.table({c: [] for c in _COLUMNS})
         pq.write_table(table, tmp)
     else:
