@@ -36,3 +36,23 @@ def test_the_two_repository_commands_are_the_scripts_ci_runs() -> None:
     assert "bash scripts/main.sh" in block and "bash scripts/test.sh" in block
     ci = (Path(__file__).resolve().parents[1] / ".ci" / "run").read_text(encoding="utf-8")
     assert "bash scripts/test.sh" in ci
+
+
+def test_the_add_a_component_example_runs_as_written() -> None:
+    from recal_gym.rewards import unregister_component
+
+    code = _block("python", "@register_component(")
+    assert len(code.strip().splitlines()) < 15  # the bound for adding a component
+    namespace: dict = {}
+    try:
+        exec(code, namespace)
+        env = namespace["env"]
+        env.reset(seed=0)
+        _, reward, terminated, _, info = env.step("<think>x</think><answer> Paris </answer>")
+        assert terminated and info["reward_components_raw"]["short_answer"] == 1.0
+        assert info["reward_spec_hash"] == namespace["spec"].hash
+        from recal_gym.rewards import fold_reward
+
+        assert reward == fold_reward(info["reward_components"], info["reward_weights"])
+    finally:
+        unregister_component("short_answer")
