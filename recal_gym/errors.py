@@ -14,6 +14,7 @@ from collections.abc import Iterable
 __all__ = [
     "AssetMissing",
     "BackendError",
+    "CorruptCheckpoint",
     "InvalidAction",
     "InvalidConfig",
     "InvalidData",
@@ -68,6 +69,10 @@ class AssetMissing(RecalGymError, FileNotFoundError):
 
 class BackendError(RecalGymError, RuntimeError):
     """A candidate backend could not be constructed or configured."""
+
+
+class CorruptCheckpoint(RecalGymError, ValueError):
+    """A checkpoint directory has no valid manifest, or its state file is torn or altered."""
 
 
 def close_matches_hint(name: str, allowed: Iterable[str]) -> str:

@@ -1,9 +1,14 @@
 """``recal-gym train``: train a router with the ReCal/GRPO learner (the CLI edge: flags, tqdm, files).
 
-Writes into ``--out``: ``config.json``, ``metrics.jsonl`` (one flat record per RL step),
-``warmstart.jsonl``, TensorBoard events under ``tb/``, ``curves.png``, and checkpoints under
-``checkpoint/`` (latest) and ``warmstart/`` (the warm-started weights every estimator of a study
-starts from). ``--resume DIR`` continues a run from ``DIR/checkpoint.pt`` exactly.
+Writes into ``--out`` (the run directory): ``config.json``, ``metrics.jsonl`` (one flat record per RL
+step), ``warmstart.jsonl``, TensorBoard events under ``tb/``, ``curves.png``, and verified checkpoints
+(:mod:`agents.grpo.checkpoint`) under ``checkpoint/`` (latest) and ``warmstart/`` (the warm-started
+weights every estimator of a study starts from).
+
+``--resume RUN`` continues the run in directory ``RUN`` (or the checkpoint directory ``RUN/checkpoint``)
+from its latest checkpoint, bit for bit: the config and the run directory come from the checkpoint.
+Flags that would change the run are refused (only ``steps``, raised to train longer, and
+``checkpoint_every`` may differ); ``--threads`` defaults to the checkpoint's thread count.
 
 Module level stays import-light (no torch): the parser is built for every ``recal-gym`` call.
 """
@@ -16,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["RESUMABLE_FIELDS", "add_arguments", "resume_config", "run"]
 
 _OVERRIDES = {
     "steps": int,
@@ -33,33 +38,116 @@ _OVERRIDES = {
     "init_checkpoint": str,
 }
 _SUMMARY = ("episode/return", "episode/format_ok", "episode/em", "loss/policy")
+_DEFAULT_THREADS = 2
+RESUMABLE_FIELDS = ("steps", "checkpoint_every")
+"""TrainConfig fields a ``--resume`` may change (neither alters the trajectory up to the old end)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``train`` flags to ``parser``."""
-    parser.add_argument("--preset", default="tiny", help="tiny, smollm2-cpu or qwen2.5-3b-gpu (default tiny)")
+    parser.add_argument("--preset", default=None, help="tiny, smollm2-cpu or qwen2.5-3b-gpu (default tiny)")
     parser.add_argument("--config", type=Path, default=None, help="YAML/JSON file of TrainConfig fields")
-    parser.add_argument("--out", type=Path, default=Path("runs/train"), help="run directory")
-    parser.add_argument("--resume", type=Path, default=None, help="checkpoint directory to resume from")
+    parser.add_argument("--out", type=Path, default=None, help="run directory (default runs/train)")
+    parser.add_argument(
+        "--resume",
+        type=Path,
+        default=None,
+        metavar="RUN",
+        help="continue the run in RUN (a run directory or its checkpoint/ directory) with its own config",
+    )
     for name, kind in _OVERRIDES.items():
         parser.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help=f"override {name}")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=JSON", help="override any field")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help=f"torch CPU threads (default {_DEFAULT_THREADS}; on --resume the checkpoint's)",
+    )
     parser.add_argument("--no-tensorboard", action="store_true", help="skip TensorBoard events")
     parser.add_argument("--no-plot", action="store_true", help="skip curves.png")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    out: dict[str, Any] = {name: getattr(args, name) for name in _OVERRIDES}
+    from recal_gym.errors import InvalidConfig
+
+    out: dict[str, Any] = {name: getattr(args, name) for name in _OVERRIDES if getattr(args, name) is not None}
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep:
-            raise SystemExit(f"recal-gym train: --set needs FIELD=VALUE, got {item!r}")
+            raise InvalidConfig(f"recal-gym train: --set needs FIELD=VALUE, got {item!r}")
         try:
             out[key.replace("-", "_")] = json.loads(value)
         except json.JSONDecodeError:
             out[key.replace("-", "_")] = value
+    return out
+
+
+def _resume_dirs(path: Path) -> tuple[Path, Path]:
+    """(run directory, checkpoint directory) of ``--resume path``: the newest of checkpoint/ and warmstart/."""
+    from agents.grpo.checkpoint import is_checkpoint, read_manifest
+    from recal_gym.errors import CorruptCheckpoint
+
+    if is_checkpoint(path):
+        return path.parent, path
+    found = [path / d for d in ("checkpoint", "warmstart") if is_checkpoint(path / d)]
+    if not found:
+        raise CorruptCheckpoint(
+            f"--resume {str(path)!r}: no checkpoint/ or warmstart/ checkpoint there; a run killed before its "
+            "first checkpoint cannot be resumed (start it again)"
+        )
+    return path, max(found, key=lambda d: int(read_manifest(d)["step"]) * 2 + (d.name == "checkpoint"))
+
+
+def resume_config(args: argparse.Namespace) -> tuple[Any, Path, Path, dict[str, Any]]:
+    """The resumed run's (config, run directory, checkpoint directory, manifest).
+
+    The config is the checkpoint's. Flags equal to it are accepted; ``steps`` may be raised and
+    ``checkpoint_every`` changed; anything else that differs (including ``--out``, ``--preset`` and
+    ``--config``) raises.
+
+    Raises:
+        InvalidConfig: a flag conflicts with the checkpoint (the message names field and both values).
+        CorruptCheckpoint: no valid checkpoint under ``--resume``.
+    """
+    from agents.grpo.checkpoint import read_manifest
+    from agents.grpo.config import TrainConfig, apply_overrides
+    from recal_gym.errors import InvalidConfig
+
+    run_dir, ckpt = _resume_dirs(args.resume)
+    manifest = read_manifest(ckpt)
+    saved = TrainConfig.from_dict(manifest["config"])
+    conflicts = []
+    if args.out is not None and args.out.resolve() != run_dir.resolve():
+        conflicts.append(f"--out {str(args.out)!r} (the run directory is {str(run_dir)!r})")
+    if args.preset is not None and args.preset != saved.name:
+        conflicts.append(f"--preset {args.preset!r} (the run's is {saved.name!r})")
+    if args.config is not None:
+        conflicts.append(f"--config {str(args.config)!r} (a resumed run keeps the checkpoint's config)")
+    requested = apply_overrides(saved, _overrides(args))
+    before, after = _flat(saved), _flat(requested)
+    for key in sorted(k for k in after if after[k] != before[k] and k not in RESUMABLE_FIELDS):
+        conflicts.append(f"{key}={after[key]!r} (the checkpoint has {before[key]!r})")
+    if requested.steps < int(manifest["step"]):
+        conflicts.append(f"steps={requested.steps} is below the checkpoint's step {manifest['step']}")
+    if conflicts:
+        raise InvalidConfig(
+            f"--resume {str(args.resume)!r} continues the run with its own config; conflicting: "
+            + "; ".join(conflicts)
+            + f". Only {list(RESUMABLE_FIELDS)} may change (steps may only grow)."
+        )
+    return requested, run_dir, ckpt, manifest
+
+
+def _flat(config: Any) -> dict[str, Any]:
+    """``section.field`` -> value for every field of a TrainConfig."""
+    out: dict[str, Any] = {}
+    for key, value in config.to_dict().items():
+        if isinstance(value, dict):
+            out.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            out[key] = value
     return out
 
 
@@ -73,7 +161,7 @@ def _sinks(out: Path, tensorboard: bool, start: int) -> list[Any]:
     sinks: list[Any] = [JSONLSink(path, append=start > 0)]
     if tensorboard:
         try:
-            sinks.append(TensorBoardSink(out / "tb"))
+            sinks.append(TensorBoardSink(out / "tb", purge_step=start))
         except ImportError as exc:
             print(f"recal-gym train: {exc}; continuing without TensorBoard", file=sys.stderr)
     return sinks
@@ -91,25 +179,42 @@ def _warm_start(learner: Any, out: Path) -> None:
     learner.save_checkpoint(out / "warmstart")
 
 
+def _setup(args: argparse.Namespace) -> tuple[Any, Path, Path | None, int]:
+    """(config, run directory, checkpoint to resume or None, threads)."""
+    from agents.grpo.config import load_config
+
+    if args.resume is None:
+        cfg = load_config(args.preset or "tiny", file=args.config, overrides=_overrides(args))
+        return cfg, args.out or Path("runs/train"), None, args.threads or _DEFAULT_THREADS
+    cfg, run_dir, ckpt, manifest = resume_config(args)
+    saved_threads = int(manifest["meta"].get("threads", _DEFAULT_THREADS))
+    threads = args.threads or saved_threads
+    if threads != saved_threads:
+        print(
+            f"recal-gym train: warning: resuming with {threads} threads, the run used {saved_threads}; "
+            "the result will not be bit-identical to an uninterrupted run",
+            file=sys.stderr,
+        )
+    return cfg, run_dir, ckpt, threads
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``recal-gym train``; returns the exit code."""
     import torch
     from tqdm import tqdm
 
-    from agents.grpo.config import load_config
     from agents.grpo.distributed import init_from_env
     from agents.grpo.learner import build_learner
     from agents.grpo.metrics_log import MetricsWriter
 
-    torch.set_num_threads(max(1, args.threads))
-    cfg = load_config(args.preset, file=args.config, overrides=_overrides(args))
-    out: Path = args.out
+    cfg, out, ckpt, threads = _setup(args)
+    torch.set_num_threads(max(1, threads))
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, default=str))
     ctx = init_from_env()
     learner = build_learner(cfg, out / "work", ctx=ctx)
-    if args.resume is not None:
-        learner.load_checkpoint(args.resume)
+    if ckpt is not None:
+        learner.load_checkpoint(ckpt)
     main = ctx.rank == 0
     _warm_start(learner, out)
     writer = MetricsWriter(_sinks(out, main and not args.no_tensorboard, learner.step_count) if main else [])

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from agents.grpo.advantages import AdvantageOut, RewardBatch, make_estimator
 from agents.grpo.calibration import CalibrationState
+from agents.grpo.checkpoint import MANIFEST, find_checkpoint, read_checkpoint, write_checkpoint
 from agents.grpo.config import TrainConfig
 from agents.grpo.distributed import (
     DistContext,
@@ -37,12 +38,9 @@ from agents.grpo.rollout import RolloutBatch, TerseRouter, TextCodec, collect_de
 from recal_gym.errors import InvalidConfig
 from recal_gym.types import COMPONENTS, EpisodeRecord
 
-__all__ = ["CHECKPOINT_FILE", "Learner", "build_envs", "build_learner", "load_policy", "policy_dir"]
+__all__ = ["Learner", "build_envs", "build_learner", "load_policy", "policy_dir"]
 
 logger = logging.getLogger(__name__)
-
-CHECKPOINT_FILE = "checkpoint.pt"
-"""File name of a learner checkpoint inside its directory."""
 
 _TOKEN_MEAN_KEYS = (
     "policy/clipfrac_low",
@@ -96,7 +94,7 @@ class Learner:
             with a ``"batch"``-mode reward spec.
         engine: Sampler; default :class:`~agents.grpo.engines.HFEngine` on ``model``.
         ctx: Data-parallel context.
-        ref_model: Frozen reference for the KL term (required iff ``config.kl_coef > 0``).
+        ref_model: Frozen reference for the KL term (required iff ``config.loss.kl_coef > 0``).
     """
 
     def __init__(
@@ -119,11 +117,11 @@ class Learner:
         n_local = config.batch_size // self.ctx.world_size
         if len(self.envs) < n_local:
             raise InvalidConfig(f"Learner needs {n_local} envs on each rank, got {len(self.envs)}.")
-        if config.kl_coef > 0.0 and ref_model is None:
-            raise InvalidConfig(f"kl_coef={config.kl_coef!r} needs a reference model (ref_model).")
+        if config.loss.kl_coef > 0.0 and ref_model is None:
+            raise InvalidConfig(f"loss.kl_coef={config.loss.kl_coef!r} needs a reference model (ref_model).")
         self.ref_model = ref_model
         self.engine = engine or HFEngine(model, tokenizer)
-        self.estimator = make_estimator(config.estimator, config.recal_config)
+        self.estimator = make_estimator(config.estimator, config.recal)
         self.loss_cfg = config.loss_config
         self.calibration = CalibrationState()
         self.trainable = [p for p in model.parameters() if p.requires_grad]
@@ -137,7 +135,7 @@ class Learner:
         self.source_names: tuple[str, ...] = tuple(sorted(env0.questions.datasets()))
         self.models: tuple[str, ...] = tuple(m.name for m in env0.pool.spec.listed)
         spec = env0.reward_spec
-        tau = config.answer_threshold
+        tau = config.recal.answer_threshold
         self.gate_tau = None if tau is None or tau == spec.tau else (spec.gates, float(tau))
         self._reward_state = env0.reward_state.copy()
         self.params = SamplingParams(
@@ -426,21 +424,29 @@ class Learner:
         self.engine.sync_weights(self.model)
 
     def save_checkpoint(self, directory: str | Path) -> Path:
-        """Write ``directory/checkpoint.pt`` (rank 0 only under data parallelism); returns its path."""
-        path = Path(directory) / CHECKPOINT_FILE
+        """Write a verified checkpoint into ``directory`` (rank 0 only); returns the manifest's path.
+
+        Crash-safe (temporary file, ``fsync``, ``os.replace``; see :mod:`agents.grpo.checkpoint`). The
+        manifest records the config, the step and the run metadata of the determinism contract.
+        """
+        directory = Path(directory)
         if self.ctx.rank == 0:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(self.state_dict(), path)
-        return path
+            meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "world_size": self.ctx.world_size}
+            config = self.config.to_dict()
+            write_checkpoint(directory, self.state_dict(), step=self.step_count, config=config, meta=meta)
+        return directory / MANIFEST
 
     def load_init_weights(self, directory: str | Path) -> None:
-        """Start from the model weights of ``directory/checkpoint.pt`` (e.g. a shared warm start).
+        """Start from the model weights of the checkpoint in ``directory`` (e.g. a shared warm start).
 
         Only the weights are taken (the reference model too, when there is one); the optimiser,
         calibration state, reward state, generators and step counter stay fresh, and the warm start
         is marked done.
+
+        Raises:
+            CorruptCheckpoint: ``directory`` holds no valid checkpoint.
         """
-        state = torch.load(Path(directory) / CHECKPOINT_FILE, weights_only=False)
+        state, _ = read_checkpoint(find_checkpoint(directory))
         self.model.load_state_dict(state["model"])
         if self.ref_model is not None:
             self.ref_model.load_state_dict(state["model"])
@@ -448,8 +454,13 @@ class Learner:
         self.engine.sync_weights(self.model)
 
     def load_checkpoint(self, directory: str | Path) -> None:
-        """Load ``directory/checkpoint.pt`` (the learner's own file format)."""
-        self.load_state_dict(torch.load(Path(directory) / CHECKPOINT_FILE, weights_only=False))
+        """Verify and load the checkpoint in ``directory`` (or ``directory/checkpoint``).
+
+        Raises:
+            CorruptCheckpoint: no manifest, or a torn or altered state file.
+        """
+        state, _ = read_checkpoint(find_checkpoint(directory))
+        self.load_state_dict(state)
 
 
 # ---------------------------------------------------------------------- construction
@@ -541,7 +552,7 @@ def build_learner(config: TrainConfig, work_dir: str | Path, *, ctx: DistContext
     n_local = max(config.batch_size // ctx.world_size, config.warmstart_batch // ctx.world_size)
     envs = build_envs(config, tokenizer, n_local)
     ref = None
-    if config.kl_coef > 0.0:
+    if config.loss.kl_coef > 0.0:
         ref = copy.deepcopy(model).eval()
         for p in ref.parameters():
             p.requires_grad_(False)

@@ -61,8 +61,10 @@ class JSONLSink:
 class TensorBoardSink:
     """Scalars to TensorBoard event files (``torch.utils.tensorboard``, imported lazily)."""
 
-    def __init__(self, log_dir: str | Path) -> None:
-        """Create the writer.
+    def __init__(self, log_dir: str | Path, *, purge_step: int | None = None) -> None:
+        """Create the writer; ``purge_step`` drops earlier events at that step and later.
+
+        A resumed run passes its checkpoint's step, so records a killed run wrote past it vanish.
 
         Raises:
             ImportError: ``tensorboard`` is not installed (pip install tensorboard).
@@ -71,7 +73,7 @@ class TensorBoardSink:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError as exc:
             raise ImportError("TensorBoard logging needs tensorboard: pip install tensorboard") from exc
-        self._writer = SummaryWriter(log_dir=str(log_dir))
+        self._writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge_step or None)
 
     def write(self, step: int, metrics: Mapping[str, float]) -> None:
         """Add every finite scalar."""
