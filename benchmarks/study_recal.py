@@ -65,7 +65,7 @@ def _init_worker() -> None:
 
 
 def _config(budget: Budget, setting: Setting, seed: int, policy: str, **changes: Any) -> Any:
-    from agents.grpo.config import preset
+    from agents.grpo.config import apply_overrides, preset
 
     base = dataclasses.replace(
         preset("tiny"),
@@ -86,7 +86,7 @@ def _config(budget: Budget, setting: Setting, seed: int, policy: str, **changes:
         warmstart_direct_share=0.0,
         warmstart_batch=16,
     )
-    return dataclasses.replace(base, **changes)
+    return apply_overrides(base, changes)
 
 
 def warm_start_task(task: dict[str, Any]) -> dict[str, Any]:

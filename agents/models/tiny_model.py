@@ -39,9 +39,9 @@ __all__ = [
     "TINY_CHAT_TEMPLATE",
     "TinyArch",
     "build_tiny_model",
-    "byte_symbols",
     "build_tiny_tokenizer",
     "build_vllm_tiny_model",
+    "byte_symbols",
     "load_tiny_tokenizer",
 ]
 
@@ -107,7 +107,8 @@ def build_tiny_tokenizer() -> PreTrainedTokenizerFast:
     """Build the pure byte-level BPE tokenizer with the protocol tags as single special tokens.
 
     The vocabulary is the 256 byte-level symbols (id ``b`` is byte ``b``, :func:`byte_symbols`; no
-    merges, so every Unicode string round-trips losslessly) followed by :data:`PROTOCOL_SPECIALS` (ids 256..266): 267 tokens in all.
+    merges, so every Unicode string round-trips losslessly) followed by :data:`PROTOCOL_SPECIALS`
+    (ids 256..266): 267 tokens in all.
     The tokenizer adds no BOS/EOS on ``encode``; the chat template (:data:`TINY_CHAT_TEMPLATE`) writes
     them explicitly.
 

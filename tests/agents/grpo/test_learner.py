@@ -9,9 +9,8 @@ import math
 import pytest
 import torch
 
-from agents.grpo.config import PRESETS, TrainConfig, load_config, preset
+from agents.grpo.config import TrainConfig, preset
 from agents.grpo.learner import Learner, build_envs, load_policy
-from recal_gym.errors import InvalidConfig, UnknownComponent, UnknownName
 from recal_gym.rewards.state import RewardState
 from recal_gym.types import EpisodeRecord
 
@@ -147,55 +146,6 @@ def test_training_raises_mean_reward_on_the_embedded_env(policy) -> None:
     first = sum(h["episode/return"] for h in history[:5]) / 5
     last = sum(h["episode/return"] for h in history[-5:]) / 5
     assert last > first
-
-
-# ---------------------------------------------------------------------- configuration
-def test_presets_match_the_documented_table() -> None:
-    tiny, smol, qwen = PRESETS["tiny"], PRESETS["smollm2-cpu"], PRESETS["qwen2.5-3b-gpu"]
-    assert (tiny.questions_per_step, tiny.group_size, tiny.steps, tiny.lr) == (4, 8, 50, 1e-3)
-    assert (tiny.max_routed_turns, tiny.max_new_tokens, tiny.max_obs_tokens, tiny.kl_coef) == (1, 24, 64, 0.0)
-    assert (smol.questions_per_step, smol.group_size, smol.steps, smol.lr) == (2, 4, 20, 1e-5)
-    assert (qwen.questions_per_step, qwen.group_size, qwen.steps, qwen.lr, qwen.kl_coef) == (64, 8, 225, 1e-6, 0.001)
-    assert (qwen.minibatches, qwen.max_new_tokens, qwen.max_obs_tokens, qwen.engine) == (2, 1024, 600, "vllm")
-    assert tiny.dataset_stats == smol.dataset_stats == "running"
-    assert tiny.batch_size == 32
-    assert tiny.recal_config.dataset_stats == "running"
-
-
-def test_load_config_file_and_overrides(tmp_path) -> None:
-    path = tmp_path / "run.yaml"
-    path.write_text("preset: smollm2-cpu\nsteps: 3\nlr: 0.002\n")
-    cfg = load_config("tiny", file=path, overrides={"seed": 7, "steps": None})
-    assert (cfg.name, cfg.steps, cfg.lr, cfg.seed) == ("smollm2-cpu", 3, 0.002, 7)
-    json_path = tmp_path / "run.json"
-    json_path.write_text('{"group_size": 3}')
-    assert load_config(file=json_path).group_size == 3
-
-
-@pytest.mark.parametrize(
-    ("changes", "error", "match"),
-    [
-        ({"group_size": 1}, InvalidConfig, "group_size"),
-        ({"steps": 0}, InvalidConfig, "steps"),
-        ({"lr": -1.0}, InvalidConfig, "lr"),
-        ({"top_p": 0.0}, InvalidConfig, "top_p"),
-        ({"estimator": "ppo"}, InvalidConfig, "estimator"),
-        ({"loss_agg": "sum"}, InvalidConfig, "loss_agg"),
-        ({"answer_threshold": 2.0}, InvalidConfig, "answer_threshold"),
-        ({"warmstart_direct_share": 1.5}, InvalidConfig, "warmstart_direct_share"),
-    ],
-)
-def test_config_validation(changes, error, match) -> None:
-    with pytest.raises(error, match=match):
-        dataclasses.replace(TrainConfig(), **changes)
-
-
-def test_unknown_names_are_rejected(tmp_path) -> None:
-    with pytest.raises(UnknownName, match="tiny"):
-        preset("tinny")
-    with pytest.raises(InvalidConfig, match="unknown TrainConfig field"):
-        load_config("tiny", overrides={"stepz": 3})
-    assert issubclass(UnknownComponent, Exception)
 
 
 def test_demos_mask_information_splices(learner: Learner) -> None:
