@@ -95,7 +95,7 @@ def warm_start_task(task: dict[str, Any]) -> dict[str, Any]:
     from study_setup import COMPACT_NAMES
     from transformers import AutoModelForCausalLM
 
-    from agents.grpo.learner import build_learner
+    from agents.grpo.build import build_learner
     from agents.models.tiny_model import build_tiny_model, load_tiny_tokenizer
 
     budget: Budget = task["budget"]
@@ -153,7 +153,7 @@ def _evaluate(learner: Any, eval_ids: tuple[str, ...], sources: tuple[str, ...],
 
 def run_task(task: dict[str, Any]) -> dict[str, Any]:
     """One RL run: (setting, arm, seed) from the seed's warm start; returns its curves and finals."""
-    from agents.grpo.learner import build_learner
+    from agents.grpo.build import build_learner
 
     budget: Budget = task["budget"]
     setting: Setting = task["setting"]

@@ -1,7 +1,8 @@
 """``recal-gym train``: train a router with the ReCal/GRPO learner (the CLI edge: flags, tqdm, files).
 
 Writes into ``--out`` (the run directory): ``config.json``, ``metrics.jsonl`` (one flat record per RL
-step), ``warmstart.jsonl``, TensorBoard events under ``tb/``, ``curves.png``, and verified checkpoints
+step), ``warmstart.jsonl`` (one per warm-start step, with ``probe/*`` when probed), TensorBoard events
+under ``tb/`` (RL) and ``tb/warmstart/``, ``curves.png`` and ``curves_warmstart.png``, and verified checkpoints
 (:mod:`agents.grpo.checkpoint`) under ``checkpoint/`` (latest) and ``warmstart/`` (the warm-started
 weights every estimator of a study starts from).
 
@@ -9,6 +10,9 @@ weights every estimator of a study starts from).
 from its latest checkpoint, bit for bit: the config and the run directory come from the checkpoint.
 Flags that would change the run are refused (only ``steps``, raised to train longer, and
 ``checkpoint_every`` may differ); ``--threads`` defaults to the checkpoint's thread count.
+
+The first line printed is the plan: the warm start's step budget (``warmstart_steps``) and stop rule,
+then the RL steps, so ``--steps N`` (RL steps only) never hides the warm start.
 
 Module level stays import-light (no torch): the parser is built for every ``recal-gym`` call.
 """
@@ -151,32 +155,73 @@ def _flat(config: Any) -> dict[str, Any]:
     return out
 
 
-def _sinks(out: Path, tensorboard: bool, start: int) -> list[Any]:
+def _sinks(out: Path, tensorboard: bool, start: int, *, name: str = "metrics") -> list[Any]:
+    """JSONL (``<name>.jsonl``) and TensorBoard (``tb/`` for RL, ``tb/<name>`` otherwise) sinks."""
     from agents.grpo.metrics_log import JSONLSink, TensorBoardSink, read_jsonl
 
-    path = out / "metrics.jsonl"
+    path = out / f"{name}.jsonl"
     if start > 0 and path.exists():  # drop records past the checkpoint (a killed run may have written them)
         kept = [r for r in read_jsonl(path) if r["step"] < start]
         path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
     sinks: list[Any] = [JSONLSink(path, append=start > 0)]
     if tensorboard:
         try:
-            sinks.append(TensorBoardSink(out / "tb", purge_step=start))
+            sinks.append(TensorBoardSink(out / "tb" if name == "metrics" else out / "tb" / name, purge_step=start))
         except ImportError as exc:
             print(f"recal-gym train: {exc}; continuing without TensorBoard", file=sys.stderr)
     return sinks
 
 
-def _warm_start(learner: Any, out: Path) -> None:
-    from agents.grpo.metrics_log import JSONLSink
+def _plan(cfg: Any, learner: Any) -> str:
+    """One line naming the warm start's budget and stop rule and the RL steps (nothing is implicit)."""
+    rl = f"RL steps {learner.step_count}..{cfg.steps - 1}" if learner.step_count < cfg.steps else "no RL steps left"
+    if learner.warmstart_done or cfg.warmstart_steps == 0:
+        return f"plan: no warm start; {rl}"
+    rules = [
+        f"{name} {op} {value}"
+        for name, op, value in (
+            ("format_error", "<=", cfg.warmstart_max_format_error),
+            ("related", ">=", cfg.warmstart_min_related),
+            ("choice_entropy", ">=", cfg.warmstart_min_choice_entropy),
+        )
+        if value is not None
+    ]
+    stop = (
+        f"stops early once {', '.join(rules)} (probe every {cfg.warmstart_probe_every} steps, "
+        f"after {cfg.warmstart_min_steps})"
+        if cfg.warmstart_probe_every and rules
+        else "no early stop"
+    )
+    return f"plan: warm start up to {cfg.warmstart_steps} steps (warmstart_steps; {stop}); then {rl}"
+
+
+def _warm_start(learner: Any, out: Path, args: argparse.Namespace, main: bool) -> None:
+    """Run the warm start with a progress bar and the RL steps' sinks; save ``warmstart/``."""
+    from tqdm import tqdm
+
+    from agents.grpo.metrics_log import MetricsWriter
 
     if learner.warmstart_done:
         return
-    sink = JSONLSink(out / "warmstart.jsonl")
-    for i, record in enumerate(learner.warm_start()):
-        sink.write(i, record)
-    sink.close()
+    cfg = learner.config
+    writer = MetricsWriter(_sinks(out, main and not args.no_tensorboard, 0, name="warmstart") if main else [])
+    bar = tqdm(total=cfg.warmstart_steps, disable=args.no_progress or not main, desc="warm start")
+    last: dict[str, float] = {}
+    for i, record in enumerate(learner.warm_start_iter()):
+        writer.write(i, record)
+        bar.update(1)
+        bar.set_postfix({"loss": f"{record['warmstart/loss']:.3f}"})
+        last = record
+    bar.close()
+    writer.close()
     learner.save_checkpoint(out / "warmstart")
+    if main:
+        how = "stopped early: criteria met" if last.get("warmstart/stopped_early") else "budget used"
+        print(f"warm start: {int(last.get('warmstart/steps_total', 0))} steps ({how})")
+        if not args.no_plot and last:
+            from agents.eval.curves import WARMSTART_CURVES, plot_curves
+
+            plot_curves(out / "warmstart.jsonl", out / "curves_warmstart.png", WARMSTART_CURVES)
 
 
 def _setup(args: argparse.Namespace) -> tuple[Any, Path, Path | None, int]:
@@ -203,8 +248,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
+    from agents.grpo.build import build_learner
     from agents.grpo.distributed import init_from_env
-    from agents.grpo.learner import build_learner
     from agents.grpo.metrics_log import MetricsWriter
 
     cfg, out, ckpt, threads = _setup(args)
@@ -216,7 +261,9 @@ def run(args: argparse.Namespace) -> int:
     if ckpt is not None:
         learner.load_checkpoint(ckpt)
     main = ctx.rank == 0
-    _warm_start(learner, out)
+    if main:
+        print(_plan(cfg, learner))
+    _warm_start(learner, out, args, main)
     writer = MetricsWriter(_sinks(out, main and not args.no_tensorboard, learner.step_count) if main else [])
     bar = tqdm(total=cfg.steps, initial=learner.step_count, disable=args.no_progress or not main, desc=cfg.name)
     while learner.step_count < cfg.steps:

@@ -46,8 +46,20 @@ _POSITIVE_INTS = (
     "epochs",
     "micro_batch_size",
     "warmstart_batch",
+    "warmstart_probe_questions",
 )
-_NON_NEGATIVE_INTS = ("max_routed_turns", "warmstart_steps", "checkpoint_every", "lora_rank", "seed", "pool_seed")
+_NON_NEGATIVE_INTS = (
+    "max_routed_turns",
+    "warmstart_steps",
+    "warmstart_min_steps",
+    "warmstart_probe_every",
+    "checkpoint_every",
+    "lora_rank",
+    "seed",
+    "pool_seed",
+    "split_seed",
+    "dynamic_sampling_rounds",
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -122,7 +134,34 @@ class TrainConfig:
     warmstart_batch: int = 16
     """Demonstrations per warm-start step."""
     warmstart_direct_share: float = 0.5
-    """Share of demonstrations that answer without routing."""
+    """Share of demonstrations that answer without routing (the routed ones spread evenly over the
+    listed models, so the cloned model choice starts near uniform)."""
+    warmstart_min_steps: int = 0
+    """Warm-start steps always taken before the stop criteria are checked."""
+    warmstart_probe_every: int = 0
+    """Probe the policy every this many warm-start steps and stop once every set criterion holds;
+    0 = no probes (exactly ``warmstart_steps`` steps). ``warmstart_steps`` is the budget either way."""
+    warmstart_probe_questions: int = 16
+    """Training questions the probe samples one rollout each for (fixed, seeded by ``seed``)."""
+    warmstart_max_format_error: float | None = None
+    """Stop criterion: probe format-error rate at most this; ``None`` = not checked."""
+    warmstart_min_related: float | None = None
+    """Stop criterion: share of probe routes whose query asks the question at least this (and some
+    probe must route); ``None`` = not checked."""
+    warmstart_min_choice_entropy: float | None = None
+    """Stop criterion: normalised entropy of the probe's model choices at least this (1 = uniform
+    over the listed models); ``None`` = not checked."""
+    heldout_fraction: float = 0.0
+    """Share of each dataset's questions held out from training (``recal_gym.data.sampling
+    .train_test_split`` with ``split_seed``); 0 = train on every question."""
+    split_seed: int = 0
+    """Seed of the train/held-out split."""
+    dynamic_sampling: bool = False
+    """DAPO-style dynamic sampling (arXiv 2503.14476): replace groups whose rewards do not vary (no
+    gradient) by groups of fresh questions, up to ``dynamic_sampling_rounds`` extra rollout rounds;
+    short batches are topped up with zero-variance groups so the batch size stays fixed."""
+    dynamic_sampling_rounds: int = 2
+    """Extra rollout rounds per step at most (each rolls out only the missing groups)."""
     lora_rank: int = 0
     """LoRA rank (0 = full fine-tuning; > 0 needs ``peft``)."""
     checkpoint_every: int = 0
@@ -163,6 +202,15 @@ class TrainConfig:
             raise InvalidConfig(
                 f"TrainConfig.warmstart_direct_share={self.warmstart_direct_share!r} must lie in [0, 1]."
             )
+        for name in ("warmstart_max_format_error", "warmstart_min_related", "warmstart_min_choice_entropy"):
+            value = getattr(self, name)
+            bad = isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1
+            if value is not None and bad:
+                raise InvalidConfig(f"TrainConfig.{name}={value!r} must be None or a number in [0, 1].")
+        if not (isinstance(self.heldout_fraction, int | float) and 0.0 <= self.heldout_fraction < 1.0):
+            raise InvalidConfig(f"TrainConfig.heldout_fraction={self.heldout_fraction!r} must lie in [0, 1).")
+        if not isinstance(self.dynamic_sampling, bool):
+            raise InvalidConfig(f"TrainConfig.dynamic_sampling={self.dynamic_sampling!r} must be a bool.")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0.0):
             raise InvalidConfig(f"TrainConfig.weight_decay={self.weight_decay!r} must be a finite number >= 0.")
         if not self.policy or not isinstance(self.policy, str):

@@ -12,10 +12,13 @@ from typing import Literal, get_args
 
 from recal_gym.errors import InvalidConfig
 
-__all__ = ["KLEstimator", "LossAgg", "LossConfig"]
+__all__ = ["EntropyScope", "KLEstimator", "LossAgg", "LossConfig"]
 
 KLEstimator = Literal["k1", "k2", "k3"]
 """Schulman's KL approximations: k1 = −δ, k2 = δ²/2, k3 = e^δ − δ − 1, with δ = logp_ref − logp."""
+
+EntropyScope = Literal["all", "route"]
+"""Tokens the entropy bonus acts on: every policy token, or only the model-name tokens of routes."""
 
 LossAgg = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"]
 """Aggregation of masked token losses (``docs/learner.md`` §7.3)."""
@@ -47,6 +50,9 @@ class LossConfig:
     """Which KL approximation enters the loss."""
     entropy_coef: float = 0.0
     """c_H ≥ 0 of the entropy bonus (Router-R1 used 0.001)."""
+    entropy_scope: EntropyScope = "all"
+    """``"route"``: the bonus acts only on the model-name tokens inside ``<search>`` (the model choice),
+    other tokens contribute 0 to it; the loss's denominator is unchanged."""
     loss_agg: LossAgg = "token-mean"
     """Aggregation mode."""
     l_norm: float | None = None
@@ -69,6 +75,10 @@ class LossConfig:
             )
         if _check_finite("entropy_coef", self.entropy_coef) < 0.0:
             raise InvalidConfig(f"LossConfig.entropy_coef={self.entropy_coef!r} must be >= 0.")
+        if self.entropy_scope not in get_args(EntropyScope):
+            raise InvalidConfig(
+                f"LossConfig.entropy_scope={self.entropy_scope!r} is not one of {list(get_args(EntropyScope))}."
+            )
         if self.loss_agg not in get_args(LossAgg):
             raise InvalidConfig(f"LossConfig.loss_agg={self.loss_agg!r} is not one of {list(get_args(LossAgg))}.")
         if self.l_norm is not None and _check_finite("l_norm", self.l_norm) <= 0.0:

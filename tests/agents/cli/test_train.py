@@ -136,7 +136,10 @@ def test_train_tiny_end_to_end_then_resume(tmp_path: Path, capsys) -> None:
     assert read_manifest(out / "warmstart")["step"] == 0
     assert len(read_jsonl(out / "warmstart.jsonl")) == 1
     assert json.loads((out / "config.json").read_text())["name"] == "tiny"
-    assert "episode/return=" in capsys.readouterr().out
+    assert (out / "curves_warmstart.png").stat().st_size > 0 and list((out / "tb" / "warmstart").glob("events.*"))
+    printed = capsys.readouterr().out
+    assert "plan: warm start up to 1 steps (warmstart_steps; no early stop); then RL steps 0..1" in printed
+    assert "warm start: 1 steps (budget used)" in printed and "episode/return=" in printed
     # resume the finished run for one more step (steps may grow): metrics continue at step 2
     assert main(["train", "--resume", str(out), "--steps", "3", "--no-progress", "--no-tensorboard", "--no-plot"]) == 0
     assert [r["step"] for r in read_jsonl(out / "metrics.jsonl")] == [0, 1, 2]
