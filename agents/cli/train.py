@@ -4,7 +4,9 @@ Writes into ``--out`` (the run directory): ``config.json``, ``metrics.jsonl`` (o
 step), ``warmstart.jsonl`` (one per warm-start step, with ``probe/*`` when probed), TensorBoard events
 under ``tb/`` (RL) and ``tb/warmstart/``, ``curves.png`` and ``curves_warmstart.png``, and verified checkpoints
 (:mod:`agents.grpo.checkpoint`) under ``checkpoint/`` (latest) and ``warmstart/`` (the warm-started
-weights every estimator of a study starts from).
+weights every estimator of a study starts from), and at the end the exported policy ``policy/``
+(transformers format + ``policy.json``). ``recal-gym eval --router checkpoint:<dir>`` takes any of the
+three (``agents.eval.policy_router``).
 
 ``--resume RUN`` continues the run in directory ``RUN`` (or the checkpoint directory ``RUN/checkpoint``)
 from its latest checkpoint, bit for bit: the config and the run directory come from the checkpoint.
@@ -278,6 +280,10 @@ def run(args: argparse.Namespace) -> int:
     bar.close()
     learner.save_checkpoint(out / "checkpoint")
     writer.close()
+    if main:
+        from agents.eval.policy_router import export_policy
+
+        export_policy(learner.model, learner.codec.tokenizer, cfg, out / "policy")
     if main and not args.no_plot:
         from agents.eval.curves import plot_curves
 

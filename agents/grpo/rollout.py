@@ -158,6 +158,7 @@ class _Traj:
     done: bool = False
     routes: list[tuple[str, str]] = field(default_factory=list)
     route: list[float] = field(default_factory=list)
+    reward: float = 0.0
 
     def __post_init__(self) -> None:
         self.route = [0.0] * len(self.ids)
@@ -226,7 +227,9 @@ def play(
     """Play one episode per question in a vector env, all live sub-envs stepped together.
 
     Each turn, ``act(live, trajs)`` returns one :class:`Turn` per live row; finished and unused
-    sub-envs get ``None``, so a turn's candidate calls reach the pool as one ``call_batch``.
+    sub-envs get ``None``, so a turn's candidate calls reach the pool as one ``call_batch``. Each
+    returned trajectory holds its ids and masks, its terminal ``info`` and its last step's ``reward``
+    (the episode's return).
     """
     trajs = _reset(env, question_ids, codec)
     num_envs = int(env.num_envs)
@@ -235,9 +238,10 @@ def play(
         actions: list[str | None] = [None] * num_envs
         for i, turn in zip(live, turns, strict=True):
             actions[i] = turn.text
-        obs, _, terminated, truncated, infos = env.step(actions)
+        obs, rewards, terminated, truncated, infos = env.step(actions)
         for i, turn in zip(live, turns, strict=True):
             _record_turn(trajs[i], turn, obs[i], unbatch_info(infos, i), bool(terminated[i] or truncated[i]), codec)
+            trajs[i].reward = float(rewards[i])
     return trajs
 
 
