@@ -100,7 +100,7 @@ class HashingFeaturizer:
         key = self.seed.to_bytes(8, "little")
         for n in range(1, self.ngrams + 1):
             for i in range(len(tokens) - n + 1):
-                gram = " ".join(tokens[i : i + n]).encode()
+                gram = " ".join(tokens[i : i + n]).encode("utf-8", "surrogatepass")
                 h = int.from_bytes(hashlib.blake2b(gram, digest_size=8, key=key).digest(), "little")
                 out[h % self.dim] += 1.0 if (h >> 63) & 1 else -1.0
         norm = float(np.sqrt(np.sum(out * out)))

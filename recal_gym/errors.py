@@ -23,6 +23,7 @@ __all__ = [
     "UnknownComponent",
     "UnknownModel",
     "UnknownName",
+    "UsageError",
     "close_matches_hint",
 ]
 
@@ -73,6 +74,21 @@ class BackendError(RecalGymError, RuntimeError):
 
 class CorruptCheckpoint(RecalGymError, ValueError):
     """A checkpoint directory has no valid manifest, or its state file is torn or altered."""
+
+
+class UsageError(RecalGymError, ValueError):
+    """A command-line invocation cannot run: a bad flag value or path, or a missing optional dependency.
+
+    Args:
+        what: What is wrong, naming the bad value.
+        fix: How to fix it (the CLI prints ``recal-gym <command>: <what> — <fix>``).
+    """
+
+    def __init__(self, what: str, fix: str = "") -> None:
+        """Keep ``what`` and ``fix`` apart for the one-line CLI message."""
+        super().__init__(what + (f" — {fix}" if fix else ""))
+        self.what = what
+        self.fix = fix
 
 
 def close_matches_hint(name: str, allowed: Iterable[str]) -> str:

@@ -15,6 +15,7 @@ from recal_gym.errors import InvalidData
 
 __all__ = [
     "COMPONENTS",
+    "MAX_CALL_TOKENS",
     "AliasRule",
     "CallRecord",
     "CallRequest",
@@ -31,6 +32,9 @@ __all__ = [
 ComponentName = Literal["format", "answer", "info", "route", "balance", "cost"]
 COMPONENTS: tuple[ComponentName, ...] = ("format", "answer", "info", "route", "balance", "cost")
 """The six reward components in their fixed key order (``docs/rewards.md`` §1)."""
+
+MAX_CALL_TOKENS = 10_000_000
+"""Largest token count (prompt or completion) one call may report; a larger one is malformed usage."""
 
 NameMatching = Literal["exact", "lenient", "router-r1"]
 RouteOutcome = Literal["", "executed", "unknown_model", "call_failed", "not_executed_final_turn"]

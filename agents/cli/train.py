@@ -27,6 +27,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from agents.cli.validation import check_output_dir, positive_int, require_module
+from recal_gym.errors import UsageError
+
 __all__ = ["RESUMABLE_FIELDS", "add_arguments", "resume_config", "run"]
 
 _OVERRIDES = {
@@ -66,7 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=JSON", help="override any field")
     parser.add_argument(
         "--threads",
-        type=int,
+        type=positive_int,
         default=None,
         help=f"torch CPU threads (default {_DEFAULT_THREADS}; on --resume the checkpoint's)",
     )
@@ -76,13 +79,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    from recal_gym.errors import InvalidConfig
-
     out: dict[str, Any] = {name: getattr(args, name) for name in _OVERRIDES if getattr(args, name) is not None}
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep:
-            raise InvalidConfig(f"recal-gym train: --set needs FIELD=VALUE, got {item!r}")
+            raise UsageError(f"--set needs FIELD=VALUE, got {item!r}", "e.g. --set lr=0.001 or --set recal.w_min=0.2")
         try:
             out[key.replace("-", "_")] = json.loads(value)
         except json.JSONDecodeError:
@@ -166,12 +167,22 @@ def _sinks(out: Path, tensorboard: bool, start: int, *, name: str = "metrics") -
         kept = [r for r in read_jsonl(path) if r["step"] < start]
         path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
     sinks: list[Any] = [JSONLSink(path, append=start > 0)]
-    if tensorboard:
-        try:
-            sinks.append(TensorBoardSink(out / "tb" if name == "metrics" else out / "tb" / name, purge_step=start))
-        except ImportError as exc:
-            print(f"recal-gym train: {exc}; continuing without TensorBoard", file=sys.stderr)
+    if tensorboard:  # its dependency was checked at start (_check_before_work)
+        sinks.append(TensorBoardSink(out / "tb" if name == "metrics" else out / "tb" / name, purge_step=start))
     return sinks
+
+
+def _check_before_work(args: argparse.Namespace) -> None:
+    """Check paths and optional dependencies before the (long) run starts."""
+    if args.out is not None:
+        check_output_dir(args.out, "--out")
+    for flag, path in (("--resume", args.resume), ("--config", args.config)):
+        if path is not None and not path.exists():
+            raise UsageError(f"{flag} {str(path)!r} does not exist", f"give {flag} an existing path")
+    if not args.no_plot:
+        require_module("matplotlib", "training curves", "pip install matplotlib, or pass --no-plot")
+    if not args.no_tensorboard:
+        require_module("tensorboard", "TensorBoard events", "pip install tensorboard, or pass --no-tensorboard")
 
 
 def _plan(cfg: Any, learner: Any) -> str:
@@ -247,6 +258,9 @@ def _setup(args: argparse.Namespace) -> tuple[Any, Path, Path | None, int]:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``recal-gym train``; returns the exit code."""
+    _check_before_work(args)
+    cfg, out, ckpt, threads = _setup(args)  # before torch is imported: config errors fail fast
+
     import torch
     from tqdm import tqdm
 
@@ -254,8 +268,7 @@ def run(args: argparse.Namespace) -> int:
     from agents.grpo.distributed import init_from_env
     from agents.grpo.metrics_log import MetricsWriter
 
-    cfg, out, ckpt, threads = _setup(args)
-    torch.set_num_threads(max(1, threads))
+    torch.set_num_threads(threads)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, default=str))
     ctx = init_from_env()

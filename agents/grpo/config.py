@@ -405,9 +405,15 @@ def _read_file(path: Path) -> dict[str, Any]:
     if path.suffix in (".yaml", ".yml"):
         import yaml
 
-        data = yaml.safe_load(text)
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise InvalidConfig(f"config file {str(path)!r} is not valid YAML ({' '.join(str(exc).split())})") from None
     else:
-        data = json.loads(text)
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, too-deep nesting
+            raise InvalidConfig(f"config file {str(path)!r} is not valid JSON ({exc})") from None
     if not isinstance(data, Mapping):
         raise InvalidConfig(
             f"config file {str(path)!r} must hold a mapping of TrainConfig fields, got {type(data).__name__}"

@@ -133,9 +133,11 @@ def keyed_generator(
 ) -> np.random.Generator:
     """Return a PCG64 generator seeded by SHA-256 of ``"{pool_seed}|{question_id}|{target}|{model}|{purpose}"``.
 
-    Python's salted ``hash()`` is never used, so draws agree across processes and machines.
+    Python's salted ``hash()`` is never used, so draws agree across processes and machines. The key is
+    encoded as UTF-8 with ``surrogatepass``: a lone surrogate in a routed query (possible in any Python
+    ``str``) hashes deterministically instead of raising.
     """
-    key = f"{pool_seed}|{question_id}|{target}|{model}|{purpose}".encode()
+    key = f"{pool_seed}|{question_id}|{target}|{model}|{purpose}".encode("utf-8", "surrogatepass")
     return np.random.Generator(np.random.PCG64(int.from_bytes(hashlib.sha256(key).digest(), "big")))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
 import types
 from pathlib import Path
@@ -63,8 +64,10 @@ def test_rewards_do_not_depend_on_router_order(tmp_path, capsys):
 
 
 def test_unknown_router_exits_with_the_choices(capsys):
-    with pytest.raises(SystemExit, match=r"unknown router 'best'.*oracle.*sb3:<path\.zip>"):
-        main([*SMALL, "--no-files", "--router", "best"])
+    assert main([*SMALL, "--no-files", "--router", "best"]) == 2
+    assert re.fullmatch(
+        r"recal-gym eval: unknown router 'best' — use .*oracle.*sb3:<path\.zip>.*\n", capsys.readouterr().err
+    )
 
 
 def test_sb3_hook_loads_a_router_from_the_plugin_module(monkeypatch, tmp_path, capsys):
@@ -77,21 +80,22 @@ def test_sb3_hook_loads_a_router_from_the_plugin_module(monkeypatch, tmp_path, c
     fake = types.ModuleType("agents.adapters.sb3_router")
     fake.load_router = load_router  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "agents.adapters.sb3_router", fake)
-    text = run(capsys, "--no-files", "--router", "sb3:model.zip", "--seed", "4")
-    assert seen == [("model.zip", {"sample": False, "temperature": None, "seed": 4})]
+    (tmp_path / "model.zip").write_bytes(b"")
+    text = run(capsys, "--no-files", "--router", f"sb3:{tmp_path / 'model.zip'}", "--seed", "4")
+    assert seen == [(str(tmp_path / "model.zip"), {"sample": False, "temperature": None, "seed": 4})]
     assert "| sb3:fake | all | 6 |" in text
 
 
-def test_checkpoint_hook_names_the_missing_module(monkeypatch):
+def test_checkpoint_hook_names_the_missing_module(monkeypatch, tmp_path, capsys):
     monkeypatch.setitem(sys.modules, "agents.eval.policy_router", None)  # import fails with ModuleNotFoundError
-    with pytest.raises(SystemExit, match=r"needs the module agents\.eval\.policy_router"):
-        main([*SMALL, "--no-files", "--router", "checkpoint:run/ckpt"])
+    assert main([*SMALL, "--no-files", "--router", f"checkpoint:{tmp_path}"]) == 2
+    assert "needs the module agents.eval.policy_router, which is not installed" in capsys.readouterr().err
 
 
-def test_checkpoint_hook_names_the_missing_function(monkeypatch):
+def test_checkpoint_hook_names_the_missing_function(monkeypatch, tmp_path, capsys):
     monkeypatch.setitem(sys.modules, "agents.eval.policy_router", types.ModuleType("agents.eval.policy_router"))
-    with pytest.raises(SystemExit, match=r"agents\.eval\.policy_router\.load_router\(path\)"):
-        main([*SMALL, "--no-files", "--router", "checkpoint:run/ckpt"])
+    assert main([*SMALL, "--no-files", "--router", f"checkpoint:{tmp_path}"]) == 2
+    assert "agents.eval.policy_router.load_router(path)" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------- trained policies
@@ -197,14 +201,21 @@ def test_split_flags_pick_held_out_questions(capsys, tmp_path: Path) -> None:
         "--heldout-fraction", "0.1", "--split-seed", "3", "--n", "1000")  # fmt: skip
     _, test = train_test_split(load_questions("embedded").rows, 0.1, 3)
     assert json.loads(js.read_text())[0]["overall"]["n"] == len(test)
-    from recal_gym.errors import InvalidConfig
+    capsys.readouterr()
+    assert main([*SMALL, "--no-files", "--router", "direct", "--split", "heldout"]) == 2
+    assert "--split heldout needs --heldout-fraction in (0, 1)" in capsys.readouterr().err
 
-    with pytest.raises(InvalidConfig, match="--heldout-fraction"):
-        main([*SMALL, "--no-files", "--router", "direct", "--split", "heldout"])
+
+def test_bad_policy_flags_are_one_line_errors(capsys) -> None:
+    assert main([*SMALL, "--no-files", "--router", "direct", "--temperature", "-1"]) == 2
+    assert "--temperature must be > 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        main([*SMALL, "--no-files", "--router", "direct", "--eval-batch", "0"])
+    assert stop.value.code == 2
+    assert "argument --eval-batch: must be an integer >= 1, got 0" in capsys.readouterr().err
 
 
-def test_checkpoint_router_names_the_accepted_formats(tmp_path: Path) -> None:
-    from recal_gym.errors import CorruptCheckpoint
-
-    with pytest.raises(CorruptCheckpoint, match=r"not a learner checkpoint.*run directory.*policy\.json"):
-        main([*SMALL, "--no-files", "--router", f"checkpoint:{tmp_path}"])
+def test_checkpoint_router_names_the_accepted_formats(tmp_path: Path, capsys) -> None:
+    assert main([*SMALL, "--no-files", "--router", f"checkpoint:{tmp_path}"]) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"not a learner checkpoint.*run directory.*policy\.json", err), err

@@ -163,9 +163,12 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (["--steps", "0"], r"steps"),
     ],
 )
-def test_resume_refuses_conflicting_overrides(finished: Path, flags: list[str], match: str) -> None:
-    with pytest.raises(InvalidConfig, match=match):
-        main(["train", "--resume", str(finished), *flags, *QUIET])
+def test_resume_refuses_conflicting_overrides(finished: Path, flags: list[str], match: str, capsys) -> None:
+    with pytest.raises(InvalidConfig, match=match):  # --debug: the error itself, not the one-line message
+        main(["--debug", "train", "--resume", str(finished), *flags, *QUIET])
+    assert main(["train", "--resume", str(finished), *flags, *QUIET]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("recal-gym train: ") and err.count("\n") == 1 and "Traceback" not in err
 
 
 def test_resume_accepts_flags_equal_to_the_checkpoint(finished: Path) -> None:
@@ -181,9 +184,9 @@ def test_a_torn_checkpoint_is_detected(finished: Path, tmp_path: Path) -> None:
     data = state.read_bytes()
     state.write_bytes(data[: len(data) // 2])
     with pytest.raises(CorruptCheckpoint, match="torn write"):
-        main(["train", "--resume", str(run), *QUIET])
+        main(["--debug", "train", "--resume", str(run), *QUIET])
     state.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
     with pytest.raises(CorruptCheckpoint, match="SHA-256"):
-        main(["train", "--resume", str(run), *QUIET])
+        main(["--debug", "train", "--resume", str(run), *QUIET])
     with pytest.raises(CorruptCheckpoint, match="no checkpoint/ or warmstart/"):
-        main(["train", "--resume", str(tmp_path), *QUIET])
+        main(["--debug", "train", "--resume", str(tmp_path), *QUIET])

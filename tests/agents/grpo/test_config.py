@@ -36,6 +36,7 @@ def test_every_section_field_is_settable_by_dotted_key() -> None:
         "recal.dataset_stats": "batch",
         "loss.dual_clip": 3.0, "loss.clip_low": 0.1, "loss.clip_high": 0.3, "loss.kl_coef": 0.01,
         "loss.kl_estimator": "k2", "loss.entropy_coef": 0.001, "loss.loss_agg": "seq-mean-token-mean",
+        "loss.entropy_scope": "route",
         "loss.l_norm": 50.0,
     }  # fmt: skip
     names = {f"recal.{f.name}" for f in dataclasses.fields(RecalConfig)}
