@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from agents.eval.baselines import OracleRouter, Router, SingleModelRouter
@@ -54,6 +54,8 @@ class DatasetReport:
     calls: float
     format_error_rate: float
     reward: float
+    calls_per_model: dict[str, float] = field(default_factory=dict)
+    """Mean calls per question to each model called at least once (the router's model choice)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +76,9 @@ class EvalReport:
 
 
 def _asdict(r: DatasetReport) -> dict[str, Any]:
-    return {k: getattr(r, k) for k in DatasetReport.__slots__}  # type: ignore[attr-defined]
+    out = {k: getattr(r, k) for k in DatasetReport.__slots__}  # type: ignore[attr-defined]
+    out["calls_per_model"] = dict(r.calls_per_model)
+    return out
 
 
 def run_episode(env: RouterQAEnv, router: Router | OracleRouter, question_id: str) -> dict[str, Any]:
@@ -128,7 +132,17 @@ def _aggregate(name: str, infos: Sequence[dict[str, Any]]) -> DatasetReport:
         calls=mean(lambda i: i["n_calls"]),
         format_error_rate=mean(lambda i: 0.0 if i["format_ok"] else 1.0),
         reward=mean(lambda i: i["reward"]),
+        calls_per_model=_calls_per_model(infos),
     )
+
+
+def _calls_per_model(infos: Sequence[dict[str, Any]]) -> dict[str, float]:
+    totals: dict[str, float] = {}
+    for info in infos:
+        for model, calls in dict(info.get("calls_per_model", {})).items():
+            totals[model] = totals.get(model, 0.0) + float(calls)
+    n = max(1, len(infos))
+    return {m: c / n for m, c in sorted(totals.items()) if c > 0}
 
 
 def evaluate(
