@@ -1,4 +1,4 @@
-"""Trained token policies as routers: ``recal-gym eval --router checkpoint:<dir>`` (``docs/learner.md`` §10.5).
+"""Trained token policies as routers for ``recal-gym eval --router checkpoint:<dir>``.
 
 :func:`load_router` accepts three directory formats:
 

@@ -1,4 +1,4 @@
-"""Atomic, verified learner checkpoints (``docs/learner.md`` §10.4).
+"""Atomic, verified learner checkpoints (``docs/learner.md`` §4.6).
 
 A checkpoint is a directory holding
 

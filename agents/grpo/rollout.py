@@ -73,7 +73,7 @@ class TextCodec:
     def route_name_mask(self, ids: Sequence[int]) -> list[float]:
         """1.0 for each id whose decoded characters overlap a route's model name, else 0.0.
 
-        The name is the text between ``<search>`` and the next colon (``docs/protocol.md`` §3); a
+        The name is the text between ``<search>`` and the next colon (``docs/protocol.md`` §4); a
         turn without a route gives all zeros.
         """
         text = self.decode(ids)

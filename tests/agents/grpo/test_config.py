@@ -16,6 +16,7 @@ def test_presets_match_the_documented_table() -> None:
     tiny, smol, qwen = PRESETS["tiny"], PRESETS["smollm2-cpu"], PRESETS["qwen2.5-3b-gpu"]
     assert (tiny.questions_per_step, tiny.group_size, tiny.steps, tiny.lr) == (4, 8, 50, 1e-3)
     assert (tiny.max_routed_turns, tiny.max_new_tokens, tiny.max_obs_tokens, tiny.loss.kl_coef) == (1, 24, 64, 0.0)
+    assert (smol.questions_per_step, smol.group_size, smol.max_new_tokens, smol.heldout_fraction) == (4, 4, 48, 0.15)
     assert (qwen.questions_per_step, qwen.group_size, qwen.steps, qwen.lr, qwen.loss.kl_coef) == (
         64, 8, 225, 1e-6, 0.001,
     )  # fmt: skip
