@@ -229,7 +229,13 @@ def _warm_start(learner: Any, out: Path, args: argparse.Namespace, main: bool) -
     writer.close()
     learner.save_checkpoint(out / "warmstart")
     if main:
-        how = "stopped early: criteria met" if last.get("warmstart/stopped_early") else "budget used"
+        how = (
+            "stopped early: criteria met"
+            if last.get("warmstart/stopped_early")
+            else "budget used; criteria met"
+            if last.get("warmstart/criteria_met_at_end")
+            else "budget used"
+        )
         print(f"warm start: {int(last.get('warmstart/steps_total', 0))} steps ({how})")
         if not args.no_plot and last:
             from agents.eval.curves import WARMSTART_CURVES, plot_curves

@@ -3,18 +3,24 @@
 A group whose G rollouts all earn the same rewards has zero advantage under every group-relative
 estimator, so it contributes no gradient (and, with a simulated pool whose replies are deterministic
 per question and model, a group that always picks one model is such a group). Dynamic sampling rolls
-out replacements for those groups. :func:`informative_rows` is the test; :func:`choose_groups` the
-pure selection rule the learner applies after each extra round.
+out replacements for those groups. :func:`informative_rows` is the test, :func:`choose_groups` the
+selection rule and :func:`refill_groups` the bounded refill loop the learner runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-__all__ = ["choose_groups", "informative_rows"]
+from agents.grpo.rollout import RolloutBatch, concat_batches, select_rows
+
+__all__ = ["SAMPLING_KEYS", "Refill", "choose_groups", "informative_rows", "refill_groups"]
+
+SAMPLING_KEYS = ("sampling/zero_var_first", "sampling/rounds", "sampling/extra_groups", "sampling/zero_var_final")
+"""Metrics of :func:`refill_groups` (``Refill.stats`` order)."""
 
 
 def informative_rows(gated: Tensor, scalar: Tensor, weights: Tensor, group: Tensor) -> Tensor:
@@ -61,3 +67,54 @@ def choose_groups(informative: Sequence[bool], count: int) -> list[int]:
     good = [i for i, flag in enumerate(informative) if flag]
     rest = [i for i, flag in enumerate(informative) if not flag]
     return sorted((good + rest)[:count])
+
+
+class Refill(NamedTuple):
+    """Result of :func:`refill_groups`."""
+
+    batch: RolloutBatch
+    """``n_groups`` groups: informative ones first, topped up with zero-variance ones."""
+    stats: tuple[float, float, float, float]
+    """Share of zero-variance groups in the first rollout, extra rounds, extra groups rolled out,
+    share of zero-variance groups kept (:data:`SAMPLING_KEYS`)."""
+
+
+def _flags(batch: RolloutBatch, group_size: int) -> list[bool]:
+    rows = informative_rows(batch.gated, batch.scalar, batch.weights, batch.group)
+    return rows.view(-1, group_size)[:, 0].tolist()  # groups are contiguous runs of group_size rows
+
+
+def refill_groups(
+    batch: RolloutBatch,
+    n_groups: int,
+    draw: Callable[[int, int], RolloutBatch],
+    *,
+    group_size: int,
+    rounds: int,
+    pad_id: int,
+) -> Refill:
+    """Replace zero-variance groups by fresh ones, at most ``rounds`` extra rollout rounds.
+
+    Args:
+        batch: The step's rollouts, ``n_groups`` contiguous groups of ``group_size`` rows.
+        n_groups: Groups the step trains on.
+        draw: ``draw(need, offset)`` rolls out ``need`` fresh groups (``offset`` = extra groups drawn
+            so far, for unique group ids).
+        group_size: G.
+        rounds: Extra rounds at most.
+        pad_id: Padding id for concatenating batches.
+    """
+    parts, flags = [batch], _flags(batch, group_size)
+    first = sum(flags)
+    done = extra = 0
+    while sum(flags) < n_groups and done < rounds:
+        need = n_groups - sum(flags)
+        part = draw(need, extra)
+        parts.append(part)
+        flags += _flags(part, group_size)
+        done, extra = done + 1, extra + need
+    full = parts[0] if len(parts) == 1 else concat_batches(parts, pad_id)
+    keep = choose_groups(flags, n_groups)
+    chosen = select_rows(full, [k * group_size + j for k in keep for j in range(group_size)])
+    kept_zero = 1.0 - sum(flags[k] for k in keep) / n_groups
+    return Refill(chosen, (1.0 - first / max(1, n_groups), float(done), float(extra), kept_zero))

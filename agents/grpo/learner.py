@@ -35,7 +35,7 @@ from agents.grpo.distributed import (
     average_gradients,
     shard,
 )
-from agents.grpo.dynamic_sampling import choose_groups, informative_rows
+from agents.grpo.dynamic_sampling import SAMPLING_KEYS, refill_groups
 from agents.grpo.engines import GenerationEngine, HFEngine, SamplingParams, token_logprobs
 from agents.grpo.losses import kl_penalty, loss_denominator, token_policy_loss
 from agents.grpo.rollout import (
@@ -45,7 +45,6 @@ from agents.grpo.rollout import (
     collect_demos,
     collect_rollouts,
     concat_batches,
-    select_rows,
 )
 from agents.grpo.route_stats import route_metrics, route_stats
 from agents.grpo.warmstart import criteria_met, probe_metrics
@@ -206,36 +205,20 @@ class Learner:
             return batch, {}
         return self._refill(batch, len(qids))
 
-    def _group_flags(self, batch: RolloutBatch) -> list[bool]:
-        rows = informative_rows(batch.gated, batch.scalar, batch.weights, batch.group)
-        return rows.view(-1, self.config.group_size)[:, 0].tolist()  # groups are contiguous rows
-
     def _refill(self, batch: RolloutBatch, n_groups: int) -> tuple[RolloutBatch, dict[str, float]]:
         """Dynamic sampling: roll out fresh groups for zero-variance ones, in bounded extra rounds."""
         cfg = self.config
-        parts, flags = [batch], self._group_flags(batch)
-        first = sum(flags)
-        rounds = extra = 0
         base = cfg.questions_per_step * (1 + self.ctx.rank * max(1, cfg.dynamic_sampling_rounds))
-        while sum(flags) < n_groups and rounds < cfg.dynamic_sampling_rounds:
-            need = n_groups - sum(flags)
+
+        def draw(need: int, offset: int) -> RolloutBatch:
             order = torch.randperm(len(self.question_ids), generator=self.refill_generator)[:need].tolist()
-            gids = list(range(base + extra, base + extra + need))  # unique across ranks and rounds
-            part = self._roll([self.question_ids[j] for j in order], gids)
-            parts.append(part)
-            flags += self._group_flags(part)
-            rounds, extra = rounds + 1, extra + need
-        full = parts[0] if len(parts) == 1 else concat_batches(parts, self.codec.pad_id)
-        keep = choose_groups(flags, n_groups)
-        g = cfg.group_size
-        chosen = select_rows(full, [k * g + j for k in keep for j in range(g)])
-        local = torch.tensor(
-            [1.0 - first / max(1, n_groups), float(rounds), float(extra), 1.0 - sum(flags[k] for k in keep) / n_groups],
-            dtype=torch.float64,
-        )
-        mean = all_reduce_sum(local, self.ctx) / self.ctx.world_size
-        names = ("sampling/zero_var_first", "sampling/rounds", "sampling/extra_groups", "sampling/zero_var_final")
-        return chosen, dict(zip(names, mean.tolist(), strict=True))
+            gids = range(base + offset, base + offset + need)  # unique across ranks and rounds
+            return self._roll([self.question_ids[j] for j in order], list(gids))
+
+        g, rounds, pad = cfg.group_size, cfg.dynamic_sampling_rounds, self.codec.pad_id
+        out = refill_groups(batch, n_groups, draw, group_size=g, rounds=rounds, pad_id=pad)
+        mean = all_reduce_sum(torch.tensor(out.stats, dtype=torch.float64), self.ctx) / self.ctx.world_size
+        return out.batch, dict(zip(SAMPLING_KEYS, mean.tolist(), strict=True))
 
     def _update_reward_state(self, records: Sequence[dict[str, Any]]) -> None:
         """Batch-mode update of the shared reward state on the global batch (``docs/learner.md`` §4.6)."""
@@ -452,7 +435,8 @@ class Learner:
         ``warmstart_steps`` steps; with ``warmstart_probe_every`` > 0 the policy is probed every that
         many steps (after ``warmstart_min_steps``) and the warm start stops once every set criterion
         holds (:func:`agents.grpo.warmstart.criteria_met`). The last record holds
-        ``warmstart/steps_total`` and ``warmstart/stopped_early``. A no-op once done (e.g. resumed).
+        ``warmstart/steps_total``, ``warmstart/criteria_met_at_end`` and ``warmstart/stopped_early``
+        (met before the budget ran out). A no-op once done (e.g. resumed).
         """
         if self.warmstart_done:
             return
@@ -470,7 +454,13 @@ class Learner:
                 record["warmstart/criteria_met"] = float(stopped)
             if stopped or k == cfg.warmstart_steps:
                 self._finish_warm_start()
-                record.update({"warmstart/steps_total": float(k), "warmstart/stopped_early": float(stopped)})
+                record.update(
+                    {
+                        "warmstart/steps_total": float(k),
+                        "warmstart/criteria_met_at_end": float(stopped),
+                        "warmstart/stopped_early": float(stopped and k < cfg.warmstart_steps),
+                    }
+                )
                 yield record
                 return
             yield record
