@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -41,8 +42,12 @@ ROOT = Path(__file__).resolve().parents[1]
 BASELINES = ["single:all", "random", "oracle"]
 
 
-def _cli(args: list[str], threads: int) -> tuple[float, str]:
-    """Run ``recal-gym <args>`` in a fresh process (this checkout's code); return (seconds, stdout)."""
+def _cli(args: list[str], threads: int) -> tuple[float, float, str]:
+    """Run ``recal-gym <args>`` in a fresh process (this checkout's code).
+
+    Returns:
+        (wall seconds, CPU seconds of the child (user + system), stdout).
+    """
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
@@ -52,13 +57,15 @@ def _cli(args: list[str], threads: int) -> tuple[float, str]:
         "HF_HUB_OFFLINE": "1",
         "HF_DATASETS_OFFLINE": "1",
     }
-    start = time.perf_counter()
+    start, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(
         [sys.executable, "-m", "agents.cli", *args], env=env, capture_output=True, text=True, check=False
     )
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise SystemExit(f"recal-gym {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
-    return time.perf_counter() - start, proc.stdout
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return time.perf_counter() - start, cpu, proc.stdout
 
 
 def _machine(threads: int) -> dict[str, Any]:
@@ -92,7 +99,8 @@ def _train_and_eval(args: argparse.Namespace, seed: int, preset_args: list[str],
         shutil.rmtree(run)
     train = ["train", *preset_args, "--set", f"seed={seed}", "--set", f"pool_seed={seed}", "--out", str(run),
              "--threads", str(args.threads), "--no-progress", "--no-tensorboard"]  # fmt: skip
-    train_s, train_out = _cli(train, args.threads)
+    load_before = list(os.getloadavg())
+    train_s, train_cpu, train_out = _cli(train, args.threads)
     cfg = json.loads((run / "config.json").read_text())
     metrics = _read_jsonl(run / "metrics.jsonl")
     warm = _read_jsonl(run / "warmstart.jsonl")
@@ -100,7 +108,7 @@ def _train_and_eval(args: argparse.Namespace, seed: int, preset_args: list[str],
     routers = ["--router", f"checkpoint:{run}/warmstart", "--router", f"checkpoint:{run}"]
     evaluate = ["eval", *routers, *_split_flags(cfg), "--eval-batch", "32", "--seed", str(seed), "--pool-seed",
                 str(seed), "--json", str(js), "--no-files", "--no-progress"]  # fmt: skip
-    eval_s, _ = _cli(evaluate, args.threads)
+    eval_s, eval_cpu, _ = _cli(evaluate, args.threads)
     reports = json.loads(js.read_text())
     kept = args.out / "runs" / f"seed_{seed}"
     kept.mkdir(parents=True, exist_ok=True)
@@ -112,8 +120,12 @@ def _train_and_eval(args: argparse.Namespace, seed: int, preset_args: list[str],
         "seed": seed,
         "commands": {"train": ["recal-gym", *train], "eval": ["recal-gym", *evaluate]},
         "train_wall_s": train_s,
+        "train_cpu_s": train_cpu,
         "rl_time_s": rl_s,
+        "rl_time_idle_estimate_s": rl_s * min(1.0, train_cpu / (args.threads * train_s)),
         "eval_wall_s": eval_s,
+        "eval_cpu_s": eval_cpu,
+        "load_before": load_before,
         "warmstart_steps": len(warm),
         "warmstart_last": warm[-1] if warm else {},
         "rl_steps": len(metrics),
@@ -128,7 +140,7 @@ def _baselines(args: argparse.Namespace, cfg: dict[str, Any], work: Path) -> lis
     js = work / "baselines.json"
     routers = [a for r in BASELINES for a in ("--router", r)]
     cmd = ["eval", *routers, *_split_flags(cfg), "--json", str(js), "--no-files", "--no-progress"]
-    _cli(cmd, args.threads)
+    _cli(cmd, 1)
     return [{"command": ["recal-gym", *cmd], **r} for r in json.loads(js.read_text())]
 
 
@@ -155,7 +167,9 @@ def _summary(seeds: list[dict[str, Any]], baselines: list[dict[str, Any]], targe
         "target_met": sum(gains) / len(gains) >= target and all(g > 0 for g in gains),
         "every_seed_improved": all(g > 0 for g in gains),
         "rl_time_s_per_seed": [s["rl_time_s"] for s in seeds],
+        "rl_time_idle_estimate_s_per_seed": [s["rl_time_idle_estimate_s"] for s in seeds],
         "rl_time_target_met": all(s["rl_time_s"] <= 20 * 60 for s in seeds),
+        "rl_time_target_met_idle_estimate": all(s["rl_time_idle_estimate_s"] <= 20 * 60 for s in seeds),
         "best_single": {"router": best["router"], "em": best["overall"]["em"], "cost": best["overall"]["cost"]},
         "stretch_met": final_m >= best["overall"]["em"] - 0.03 and final_cost <= best["overall"]["cost"],
         "final_cost_mean": final_cost,
@@ -244,8 +258,9 @@ def _summary_md(result: dict[str, Any]) -> str:
         f"Held-out questions: {result['seeds'][0]['final']['overall']['n']}. Mean EM warm start "
         f"{sm['warm_em'][0]:.3f} ± {sm['warm_em'][1]:.3f}, final {sm['final_em'][0]:.3f} ± {sm['final_em'][1]:.3f}; "
         f"gain per seed {[round(g, 3) for g in sm['gain_per_seed']]} (target +{sm['target_gain']}: "
-        f"{'met' if sm['target_met'] else 'not met'}). RL time per seed (s): "
-        f"{[round(t) for t in sm['rl_time_s_per_seed']]}.",
+        f"{'met' if sm['target_met'] else 'not met'}). RL time per seed (s, wall on the shared machine): "
+        f"{[round(t) for t in sm['rl_time_s_per_seed']]}; idle-machine estimate (wall x CPU share): "
+        f"{[round(t) for t in sm['rl_time_idle_estimate_s_per_seed']]}.",
     ]
     return "\n".join(lines) + "\n"
 
