@@ -23,7 +23,7 @@ from envs.router_qa import RouterQAEnv
 from recal_gym.errors import InvalidAction, InvalidConfig, ResetNeeded
 from recal_gym.pools.replies import answer_from_splice
 from recal_gym.rewards.answer_metrics import normalize_answer
-from recal_gym.types import COMPONENTS
+from recal_gym.rewards.presets import make_spec
 
 __all__ = [
     "FLAT_INFO_KEYS",
@@ -34,20 +34,23 @@ __all__ = [
     "action_text",
     "best_answer",
     "discrete_observation",
+    "flat_info_keys",
     "reply_answer",
 ]
 
-FLAT_INFO_KEYS: tuple[str, ...] = (
-    *(f"reward_{k}" for k in COMPONENTS),
-    "em",
-    "f1",
-    "raw_cost",
-    "n_calls",
-    "format_ok_f",
-)
-"""Flat ``float`` keys of every step's ``info`` (meaningful on the terminal step), for
-``Monitor(info_keywords=FLAT_INFO_KEYS)``. ``reward_<k>`` are the gated components; ``format_ok_f`` is
-``format_ok`` as 0.0/1.0."""
+
+def flat_info_keys(components: Sequence[str]) -> tuple[str, ...]:
+    """Flat ``float`` keys of every step's ``info`` for a spec's components (meaningful on the terminal step).
+
+    For ``Monitor(info_keywords=...)``: ``reward_<k>`` per gated component, then ``em``, ``f1``, ``raw_cost``,
+    ``n_calls`` and ``format_ok_f`` (``format_ok`` as 0.0/1.0). An env's own keys are
+    :attr:`RouterQADiscreteEnv.flat_info_keys`.
+    """
+    return (*(f"reward_{k}" for k in components), "em", "f1", "raw_cost", "n_calls", "format_ok_f")
+
+
+FLAT_INFO_KEYS: tuple[str, ...] = flat_info_keys(make_spec("recal").names)
+""":func:`flat_info_keys` of the default ``recal`` spec."""
 
 _TOKEN_RE = re.compile(r"[a-z0-9]+")
 
@@ -290,6 +293,8 @@ class RouterQADiscreteEnv(gym.Env[np.ndarray, np.int64]):
         self.cost_scale = float(cost_scale)
         self.mask_repeats = mask_repeats
         self.models: tuple[str, ...] = tuple(m.name for m in self.text_env.pool.spec.listed)
+        self.flat_info_keys: tuple[str, ...] = flat_info_keys(self.text_env.reward_spec.names)
+        """This env's flat terminal ``info`` keys (for ``Monitor(info_keywords=...)``)."""
         self.answer_action = len(self.models)
         self._features: dict[str, np.ndarray] = {}
         d, k = int(featurizer.dim), len(self.models)
@@ -333,7 +338,7 @@ class RouterQADiscreteEnv(gym.Env[np.ndarray, np.int64]):
     @staticmethod
     def _flat(info: dict[str, Any]) -> dict[str, Any]:
         comps = info["reward_components"]
-        flat: dict[str, Any] = {f"reward_{k}": float(comps[k]) for k in COMPONENTS}
+        flat: dict[str, Any] = {f"reward_{k}": float(v) for k, v in comps.items()}
         flat.update(
             em=float(info["em"]),
             f1=float(info["f1"]),

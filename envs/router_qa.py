@@ -17,11 +17,12 @@ from recal_gym.pools.options import PoolOptions
 from recal_gym.prompt import DescriptorField, PromptVariant, render_router_prompt
 from recal_gym.protocol import QuerySplit, cut_action, neutralise, parse_action, scrub_surrogates
 from recal_gym.resolver import resolve_model
-from recal_gym.rewards.scoring import EpisodeScore, score_episode
-from recal_gym.rewards.spec import RewardSpec, make_spec
+from recal_gym.rewards.presets import make_spec
+from recal_gym.rewards.scoring import EpisodeScore, EpisodeScorer
+from recal_gym.rewards.spec import RewardSpec
 from recal_gym.rewards.state import RewardState
 from recal_gym.tokens import TokenCounter, TokenizerCounter, WordPunctCounter
-from recal_gym.types import COMPONENTS, CallRecord, CallRequest, CallResult, EpisodeRecord, NameMatching, QARow
+from recal_gym.types import CallRecord, CallRequest, CallResult, EpisodeRecord, NameMatching, QARow
 
 __all__ = ["PendingCall", "RouterQAEnv"]
 
@@ -71,6 +72,7 @@ class _Episode:
     counts: dict[str, float] = field(default_factory=dict)
     calls_per_model: dict[str, float] = field(default_factory=dict)
     raw_cost: float = 0.0
+    latency_s: float = 0.0
     transcript_tokens: int = 0
     done: bool = False
 
@@ -142,7 +144,7 @@ class RouterQAEnv(gym.Env[str, str]):
         *,
         pool: str | PoolSpec | Pool | Mapping[str, Any] | None = None,
         pool_options: PoolOptions | None = None,
-        reward: str | RewardSpec = "recal",
+        reward: str | RewardSpec | Mapping[str, Any] = "recal",
         reward_state: RewardState | None = None,
         max_routed_turns: int = 4,
         max_turn_tokens: int = 1024,
@@ -207,10 +209,13 @@ class RouterQAEnv(gym.Env[str, str]):
         self.pool = pool if isinstance(pool, Pool) else build_pool(pool, pool_options)  # type: ignore[arg-type]
         self.pool.attach_questions(self.questions.rows)
         self.reward_spec = make_spec(reward)
+        self._scorer = EpisodeScorer(self.reward_spec)
+        self.reward_spec_hash = self._scorer.spec_hash
         if name_matching is None:
             name_matching = "router-r1" if self.reward_spec.name == "router-r1" else "lenient"
         self.name_table = self.pool.spec.name_table(name_matching)
         self.reward_state = reward_state or RewardState.default(self.reward_spec, self.name_table.listed)
+        self.reward_state.check(self.reward_spec, self.name_table.listed, where="RouterQAEnv(reward_state=...)")
         self.counter: TokenCounter = (
             WordPunctCounter()
             if token_counter is None
@@ -431,7 +436,13 @@ class RouterQAEnv(gym.Env[str, str]):
     def _execute(self, step: dict[str, Any], result: CallResult | None) -> str:
         ep = self._episode
         step.update(
-            obs_truncated=False, reply_neutralised=False, call_tokens=0.0, call_cost=0.0, span=None, call_error=""
+            obs_truncated=False,
+            reply_neutralised=False,
+            call_tokens=0.0,
+            call_cost=0.0,
+            call_latency=0.0,
+            span=None,
+            call_error="",
         )
         outcome = step["route_outcome"]
         if step["parsed"].kind != "route" or outcome == "not_executed_final_turn":
@@ -459,8 +470,17 @@ class RouterQAEnv(gym.Env[str, str]):
         tokens = result.completion_tokens
         cost = tokens * model.price_per_1m_output
         ep.raw_cost += cost
-        step.update(route_outcome="executed", call_tokens=float(tokens), call_cost=float(cost), span=span)
-        self._record_call(step, "executed", tokens, cost)
+        latency = result.latency_s
+        if latency is not None:
+            ep.latency_s += float(latency)
+        step.update(
+            route_outcome="executed",
+            call_tokens=float(tokens),
+            call_cost=float(cost),
+            call_latency=0.0 if latency is None else float(latency),
+            span=span,
+        )
+        self._record_call(step, "executed", tokens, cost, latency)
         return splice
 
     def _splice(self, content: str) -> tuple[str, tuple[int, int] | None, bool]:
@@ -480,7 +500,9 @@ class RouterQAEnv(gym.Env[str, str]):
                 return full, (len(_OPEN), len(_OPEN) + len(kept)), True
             budget -= 1
 
-    def _record_call(self, step: dict[str, Any], outcome: str, tokens: int, cost: float) -> None:
+    def _record_call(
+        self, step: dict[str, Any], outcome: str, tokens: int, cost: float, latency: float | None = None
+    ) -> None:
         ep = self._episode
         price = self.pool.spec.model(step["model"]).price_per_1m_output if step["model"] else 0.0
         ep.calls.append(
@@ -492,6 +514,7 @@ class RouterQAEnv(gym.Env[str, str]):
                 completion_tokens=tokens,
                 price_per_1m=price,
                 cost=cost,
+                latency_s=latency,
             )
         )
 
@@ -509,15 +532,15 @@ class RouterQAEnv(gym.Env[str, str]):
             termination=termination,
             pool=self.name_table,
         )
-        score = score_episode(self._last_record, self.reward_spec, self.reward_state)
-        self.reward_state.assign(score.state_after)  # in place: sub-envs may share this object
+        # In place: sub-envs may share this state object (batch-mode states ignore the update).
+        score = self._scorer.score(self._last_record, self.reward_state, update=True)
         return score
 
     def _info(self, *, step: dict[str, Any] | None, score: EpisodeScore | None) -> dict[str, Any]:
         ep = self._episode
         s = step or {}
         parsed = s.get("parsed")
-        zeros = dict.fromkeys(COMPONENTS, 0.0)
+        zeros = dict.fromkeys(self._scorer.names, 0.0)
         info: dict[str, Any] = {
             "question_id": ep.row.question_id,
             "data_source": ep.row.data_source,
@@ -537,13 +560,16 @@ class RouterQAEnv(gym.Env[str, str]):
             "call_error": s.get("call_error", ""),
             "call_completion_tokens": s.get("call_tokens", 0.0),
             "call_cost": s.get("call_cost", 0.0),
+            "call_latency_s": s.get("call_latency", 0.0),
             **ep.counts,
             "calls_per_model": dict(ep.calls_per_model),
             "raw_cost": float(ep.raw_cost),
+            "latency_s": float(ep.latency_s),
             "reward_components": dict(score.components) if score else dict(zeros),
             "reward_components_raw": dict(score.components_raw) if score else dict(zeros),
             "reward_gates": dict(score.gates) if score else dict(zeros),
-            "reward_weights": self.reward_spec.weights_dict(),
+            "reward_weights": dict(self._scorer.weights),
+            "reward_spec_hash": self.reward_spec_hash,
             "scored": score is not None,
             "em": score.em if score else 0.0,
             "f1": score.f1 if score else 0.0,

@@ -58,7 +58,7 @@ def run(
 
     from agents.adapters.trl import RouterQAScorer, component_reward_funcs, recal_grpo_trainer_class
     from agents.models.tiny_model import build_tiny_model, load_tiny_tokenizer
-    from recal_gym.rewards.spec import make_spec
+    from recal_gym.rewards import make_spec
 
     out = Path(output_dir)
     model_dir = build_tiny_model(out / "model", max_position_embeddings=4096, seed=seed)

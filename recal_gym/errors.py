@@ -20,6 +20,7 @@ __all__ = [
     "InvalidData",
     "RecalGymError",
     "ResetNeeded",
+    "RewardComponentError",
     "UnknownComponent",
     "UnknownModel",
     "UnknownName",
@@ -48,6 +49,10 @@ class ResetNeeded(RecalGymError, RuntimeError):
     """``step`` was called on an episode that has ended (or was never reset)."""
 
 
+class RewardComponentError(RecalGymError, ValueError):
+    """A reward component returned a non-float, a non-finite value or a value outside its declared range."""
+
+
 class UnknownName(RecalGymError, KeyError):
     """A name was looked up in a registry or table that does not hold it."""
 
@@ -57,7 +62,7 @@ class UnknownName(RecalGymError, KeyError):
 
 
 class UnknownComponent(UnknownName):
-    """A reward component name is not one of the six known components."""
+    """A reward component name is not registered (or not part of a reward spec)."""
 
 
 class UnknownModel(UnknownName):

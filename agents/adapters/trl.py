@@ -11,7 +11,7 @@ Two ways to train a RouterQA router with TRL (``docs/learner.md`` §11):
 2. **ReCal.** Use ``kind="raw"`` functions with the trainer class from :func:`recal_grpo_trainer_class`. It
    runs TRL's own generation and reward calls, then replaces TRL's advantages by those of any
    ``agents.grpo.advantages`` estimator (default ``"recal"``) on the gathered batch: raw components → the reward
-   spec's gates (``recal_gym.rewards.spec.compute_gates``) → :class:`~agents.grpo.advantages.RewardBatch` →
+   spec's gates (``RewardSpec.compute_gates``) → :class:`~agents.grpo.advantages.RewardBatch` →
    estimator, with an explicit :class:`~agents.grpo.calibration.CalibrationState`. The dataset needs the columns
    ``prompt``, ``question_id`` and ``data_source``.
 
@@ -41,8 +41,9 @@ from agents.grpo.advantages import AdvantageFn, AdvantageOut, RewardBatch, make_
 from agents.grpo.calibration import CalibrationState
 from agents.grpo.estimator_config import RecalConfig
 from recal_gym.errors import InvalidConfig, InvalidData
-from recal_gym.rewards.spec import RewardSpec, compute_gates, fold_rewards, gate_components, make_spec
-from recal_gym.types import COMPONENTS
+from recal_gym.rewards.batch import reward_arrays_from_raw
+from recal_gym.rewards.presets import make_spec
+from recal_gym.rewards.spec import RewardSpec
 
 __all__ = [
     "ComponentKind",
@@ -80,9 +81,9 @@ class EpisodeComponents:
     """Components of one scored completion."""
 
     raw: dict[str, float]
-    """Pre-gate components, COMPONENTS keys."""
+    """Pre-gate components, keyed by the reward spec's component names."""
     gated: dict[str, float]
-    """Gated components, COMPONENTS keys."""
+    """Gated components, keyed by the reward spec's component names."""
     data_source: str
     """The question's dataset."""
 
@@ -90,7 +91,7 @@ class EpisodeComponents:
 class RouterQAScorer:
     """Plays completions in a RouterQA env and caches the components of the last batch.
 
-    TRL calls every reward function on the same batch in turn; the six component functions share
+    TRL calls every reward function on the same batch in turn; the component functions share
     one scorer, so each batch is played once.
 
     Args:
@@ -108,6 +109,7 @@ class RouterQAScorer:
             env = gym.make("RouterQA-v0")
         self.env = env
         self.continuation = _empty_turn if continuation is None else continuation
+        self.spec: RewardSpec = env.unwrapped.reward_spec  # type: ignore[attr-defined]
         self._key: tuple[tuple[str, ...], tuple[str, ...]] | None = None
         self._cache: list[EpisodeComponents] = []
 
@@ -121,8 +123,8 @@ class RouterQAScorer:
                 break
             turn = self.continuation(obs, info)
         return EpisodeComponents(
-            raw={k: float(info["reward_components_raw"][k]) for k in COMPONENTS},
-            gated={k: float(info["reward_components"][k]) for k in COMPONENTS},
+            raw={k: float(v) for k, v in info["reward_components_raw"].items()},
+            gated={k: float(v) for k, v in info["reward_components"].items()},
             data_source=str(info["data_source"]),
         )
 
@@ -139,9 +141,11 @@ class RouterQAScorer:
 
 
 def component_reward_funcs(
-    scorer: RouterQAScorer, *, kind: ComponentKind = "raw", components: Sequence[str] = COMPONENTS
+    scorer: RouterQAScorer, *, kind: ComponentKind = "raw", components: Sequence[str] | None = None
 ) -> list[Callable[..., list[float]]]:
     """One TRL reward function per component, named ``"<kind>_<component>"``.
+
+    ``components`` defaults to every component of the scorer's reward spec.
 
     Each has TRL's signature ``f(prompts, completions, question_id, **kwargs) -> list[float]``; the
     dataset must have a ``question_id`` column.
@@ -151,9 +155,11 @@ def component_reward_funcs(
     """
     if kind not in ("raw", "gated"):
         raise InvalidConfig(f"kind={kind!r}: must be 'raw' or 'gated'")
-    unknown = [c for c in components if c not in COMPONENTS]
+    known = scorer.spec.names
+    components = known if components is None else tuple(components)
+    unknown = [c for c in components if c not in known]
     if unknown:
-        raise InvalidConfig(f"unknown components {unknown}; known: {list(COMPONENTS)}")
+        raise InvalidConfig(f"unknown components {unknown}; the reward spec has {list(known)}")
 
     def make(component: str) -> Callable[..., list[float]]:
         def reward(prompts: Sequence[Any], completions: Sequence[Any], question_id: Sequence[str], **_: Any) -> list:
@@ -175,23 +181,22 @@ def build_reward_batch(
 ) -> RewardBatch:
     """Build the estimators' :class:`RewardBatch` from per-trajectory raw components.
 
-    Gates come from ``recal_gym.rewards.spec.compute_gates`` with the spec's rules and τ; the scalar is the
-    spec's fold of the gated components; source ids are in first-seen order.
+    Gates, the gated values and the scalar come from ``recal_gym.rewards.batch.reward_arrays_from_raw`` (the
+    env's own gate code and fold); source ids are in first-seen order.
 
     Args:
-        raw: ``(N, 6)`` float raw components in COMPONENTS order (NaN = unscorable).
+        raw: ``(N, K)`` float raw components in the spec's order (NaN = unscorable).
         data_sources: ``(N,)`` dataset names.
         groups: G (TRL: a prompt's G completions are consecutive, group ``i // G``), or ``(N,)`` group
             keys (verl's ``uid``), numbered in first-seen order.
-        spec: Gate rules, τ and weights.
+        spec: Components, gates, τ and weights.
 
     Raises:
         InvalidData: inconsistent shapes, or N not a multiple of G.
     """
     r = np.asarray(raw.detach().cpu().numpy() if isinstance(raw, Tensor) else raw, dtype=np.float64)
-    n = r.shape[0] if r.ndim == 2 else -1
-    if r.ndim != 2 or r.shape[1] != len(COMPONENTS) or len(data_sources) != n:
-        raise InvalidData(f"raw must be (N, 6) with N data sources; got {r.shape} and {len(data_sources)} sources")
+    arrays = reward_arrays_from_raw(r, spec, data_sources)  # validates (N, K) and N sources
+    n = len(arrays)
     if isinstance(groups, int):
         if groups < 1 or n % groups:
             raise InvalidData(f"N={n} is not a multiple of num_generations={groups}")
@@ -201,18 +206,7 @@ def build_reward_batch(
             raise InvalidData(f"{len(groups)} group keys for N={n} trajectories")
         ids = {key: i for i, key in enumerate(dict.fromkeys(groups))}
         group = torch.tensor([ids[key] for key in groups], dtype=torch.int64)
-    gated = gate_components(r, compute_gates(r, spec.gates, spec.tau))  # (N, 6)
-    names = tuple(dict.fromkeys(str(s) for s in data_sources))
-    index = {name: i for i, name in enumerate(names)}
-    return RewardBatch(
-        raw=torch.as_tensor(r, dtype=torch.float32),
-        gated=torch.as_tensor(gated, dtype=torch.float32),
-        scalar=torch.as_tensor(fold_rewards(gated, spec.weights), dtype=torch.float32),
-        group=group,
-        source=torch.tensor([index[str(s)] for s in data_sources], dtype=torch.int64),
-        source_names=names,
-        weights=torch.tensor(spec.weights, dtype=torch.float32),
-    )
+    return RewardBatch.from_arrays(arrays, group, source_names=tuple(dict.fromkeys(arrays.data_source)))
 
 
 def recal_advantages(
@@ -249,7 +243,7 @@ def recal_grpo_trainer_class() -> type:
     Extra constructor keywords: ``estimator`` (registry name, default ``"recal"``), ``recal_config``
     (:class:`~agents.grpo.estimator_config.RecalConfig`), ``reward_spec`` (gates, τ and weights; default
     ``"recal"``), ``calibration_state`` (shared :class:`~agents.grpo.calibration.CalibrationState`). The reward
-    functions must include ``raw_<component>`` for all six components (:func:`component_reward_funcs`).
+    functions must include ``raw_<component>`` for every component of ``reward_spec`` (:func:`component_reward_funcs`).
     Advantage metrics are logged under TRL's metrics with the estimator's keys (``adv/*``, ``calib/*``).
 
     Raises:
@@ -275,12 +269,12 @@ def recal_grpo_trainer_class() -> type:
         ) -> None:
             super().__init__(*args, **kwargs)
             names = list(self.reward_func_names)
-            missing = [f"raw_{k}" for k in COMPONENTS if f"raw_{k}" not in names]
+            self.recal_spec = make_spec(reward_spec)
+            missing = [f"raw_{k}" for k in self.recal_spec.names if f"raw_{k}" not in names]
             if missing:
                 raise InvalidConfig(f"reward_funcs lack {missing}; use component_reward_funcs(scorer, kind='raw')")
-            self.recal_columns = [names.index(f"raw_{k}") for k in COMPONENTS]
+            self.recal_columns = [names.index(f"raw_{k}") for k in self.recal_spec.names]
             self.recal_estimator = make_estimator(estimator, recal_config)
-            self.recal_spec = make_spec(reward_spec)
             self.calibration_state = CalibrationState() if calibration_state is None else calibration_state
             self.last_recal: RecalStep | None = None
             self._recal_pending: tuple[Tensor, list[str]] | None = None

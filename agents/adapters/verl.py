@@ -8,7 +8,7 @@ and calls them, on the driver, as::
 with ``token_level_rewards``/``response_mask`` of shape ``(bs, response_length)`` and ``index`` the
 ``(bs,)`` group ``uid`` array. ReCal also needs each trajectory's six raw components and its
 ``data_source``, which upstream verl does not pass. :class:`VerlRecalEstimator` therefore takes two
-extra keyword arguments, ``reward_components`` (``(bs, 6)``, COMPONENTS order) and ``data_source``
+extra keyword arguments, ``reward_components`` (``(bs, K)``, the reward spec's component order) and ``data_source``
 (``(bs,)``), and :func:`recal_kwargs_from_batch` extracts them from a ``DataProto``.
 
 Multi-node recipe:
@@ -47,18 +47,25 @@ from agents.grpo.advantages import AdvantageFn, make_estimator
 from agents.grpo.calibration import CalibrationState
 from agents.grpo.estimator_config import RecalConfig
 from recal_gym.errors import InvalidData
-from recal_gym.rewards.spec import RewardSpec, make_spec
-from recal_gym.types import COMPONENTS
+from recal_gym.rewards.presets import make_spec
+from recal_gym.rewards.spec import RewardSpec
 
 __all__ = [
     "COMPONENT_KEYS",
     "VerlRecalEstimator",
+    "component_keys",
     "recal_kwargs_from_batch",
     "register_recal_with_verl",
 ]
 
-COMPONENT_KEYS: tuple[str, ...] = tuple(f"raw_{k}" for k in COMPONENTS)
-"""``non_tensor_batch`` keys (from the reward function's extra info) holding the raw components."""
+
+def component_keys(spec: RewardSpec | str = "recal") -> tuple[str, ...]:
+    """``non_tensor_batch`` keys (the reward function's extra info) holding a spec's raw components."""
+    return tuple(f"raw_{k}" for k in make_spec(spec).names)
+
+
+COMPONENT_KEYS: tuple[str, ...] = component_keys("recal")
+"""The keys for the default ``recal`` spec."""
 
 Register = Callable[[str], Callable[[Any], Any]]
 """verl's ``core_algos.register_adv_est``: ``name -> decorator``."""
@@ -110,7 +117,7 @@ class VerlRecalEstimator:
             response_mask: ``(bs, L)`` 0/1 response-token mask.
             index: ``(bs,)`` group keys (verl's ``uid``).
             config: verl's ``AlgoConfig`` (unused: hyperparameters are bound at construction).
-            reward_components: ``(bs, 6)`` raw components in COMPONENTS order.
+            reward_components: ``(bs, K)`` raw components in the spec's component order.
             data_source: ``(bs,)`` dataset names.
 
         Raises:
@@ -119,17 +126,18 @@ class VerlRecalEstimator:
         bs = int(token_level_rewards.shape[0])
         if index is None or reward_components is None or data_source is None:
             raise InvalidData(
-                "the ReCal estimator needs index (uid), reward_components (bs, 6) and data_source (bs,); pass "
+                "the ReCal estimator needs index (uid), reward_components (bs, K) and data_source (bs,); pass "
                 "adv_kwargs.update(recal_kwargs_from_batch(data)) in compute_advantage (see agents.adapters.verl)"
             )
         raw = np.asarray(
             reward_components.detach().cpu().numpy() if isinstance(reward_components, Tensor) else reward_components,
             dtype=np.float64,
         )
-        if raw.shape != (bs, len(COMPONENTS)) or tuple(response_mask.shape) != tuple(token_level_rewards.shape):
+        k = len(self.spec.names)
+        if raw.shape != (bs, k) or tuple(response_mask.shape) != tuple(token_level_rewards.shape):
             raise InvalidData(
                 f"shapes: token_level_rewards {tuple(token_level_rewards.shape)}, response_mask "
-                f"{tuple(response_mask.shape)}, reward_components {raw.shape}; expected (bs, L), (bs, L), (bs, 6)"
+                f"{tuple(response_mask.shape)}, reward_components {raw.shape}; expected (bs, L), (bs, L), (bs, {k})"
             )
         keys = [k.item() if isinstance(k, np.generic) else k for k in index]
         out = recal_advantages(
@@ -141,20 +149,25 @@ class VerlRecalEstimator:
         return scores, scores
 
 
-def recal_kwargs_from_batch(data: Any) -> dict[str, Any]:
+def recal_kwargs_from_batch(data: Any, spec: RewardSpec | str = "recal") -> dict[str, Any]:
     """``reward_components`` and ``data_source`` from a verl ``DataProto`` (its ``non_tensor_batch``).
+
+    Args:
+        data: The ``DataProto`` (anything with a ``non_tensor_batch`` mapping).
+        spec: The reward spec whose components the reward function returned (default ``recal``).
 
     Raises:
         InvalidData: a ``raw_<component>`` key or ``data_source`` is missing.
     """
     extra: Mapping[str, Any] = data.non_tensor_batch
-    missing = [k for k in (*COMPONENT_KEYS, "data_source") if k not in extra]
+    keys = component_keys(spec)
+    missing = [k for k in (*keys, "data_source") if k not in extra]
     if missing:
         raise InvalidData(
             f"non_tensor_batch lacks {missing}; return them from the reward function's extra info (verl's "
             "reward_extra_info) and keep the data_source column"
         )
-    comps = np.stack([np.asarray(extra[k], dtype=np.float64) for k in COMPONENT_KEYS], axis=1)  # (bs, 6)
+    comps = np.stack([np.asarray(extra[k], dtype=np.float64) for k in keys], axis=1)  # (bs, K)
     return {"reward_components": torch.from_numpy(comps), "data_source": [str(s) for s in extra["data_source"]]}
 
 

@@ -8,6 +8,7 @@ Subcommands:
 * ``recal-gym assets install|locate``: install or find the optional offline assets.
 * ``recal-gym train``: train a router with the ReCal/GRPO learner (see ``agents.cli.train``).
 * ``recal-gym pool record``: record a replay table from any pool.
+* ``recal-gym rescore``: re-score logged episodes under other reward specs (``agents.cli.rescore``).
 
 A user error (a bad flag value, file, path, model name or a missing optional dependency) is found
 before any work starts and printed as one line, ``recal-gym <command>: <what> — <how to fix>``, with
@@ -70,7 +71,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--dataset", default="embedded", help="'embedded', 'embedded:<name>', or a .jsonl/.parquet path")
     p.add_argument("--pool", default=None, help="pool profile name or pool file (default: simulated Router-R1 pool)")
-    p.add_argument("--reward", default="recal", help="reward preset: recal or router-r1")
+    p.add_argument("--reward", default="recal", help="reward spec: recal, router-r1 or a .yaml/.yml/.json spec file")
     p.add_argument("--n", type=positive_int, default=100, help="questions per dataset (default 100)")
     p.add_argument("--seed", type=int, default=0, help="seed of the question sample and random routers")
     p.add_argument("--pool-seed", type=int, default=0, help="seed of the simulated pool")
@@ -78,8 +79,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         "--out",
         type=Path,
         default=Path("recal-gym-eval"),
-        help="directory for table.md, table.csv, reports.json, pareto.png, per_dataset_em.png "
-        "(default: ./recal-gym-eval)",
+        help="directory for table.md, table.csv, reports.json, episodes.jsonl (for `recal-gym rescore`), "
+        "pareto.png, per_dataset_em.png (default: ./recal-gym-eval)",
     )
     p.add_argument("--no-files", action="store_true", help="print the tables only; write nothing to --out")
     p.add_argument("--no-plots", action="store_true", help="write the tables but not the PNG plots (no matplotlib)")
@@ -124,6 +125,7 @@ def _add_assets(sub: argparse._SubParsersAction) -> None:
 _PLUGINS = {
     "train": ("agents.cli.train", "train a router with the ReCal/GRPO learner"),
     "pool": ("agents.cli.pool", "pool utilities: record a replay table from any pool"),
+    "rescore": ("agents.cli.rescore", "re-score a logged run's episodes under one or more reward specs"),
 }
 """Subcommands implemented in their own import-light modules: ``add_arguments(parser)`` + ``run(args)``."""
 
@@ -262,7 +264,9 @@ def _check_policy_flags(args: argparse.Namespace) -> None:
         raise UsageError(f"--temperature must be > 0, got {args.temperature!r}", "e.g. --temperature 0.7")
 
 
-def _run_router(env: Any, router: Any, ids: list[str], args: argparse.Namespace, progress: Any) -> EvalReport:
+def _run_router(
+    env: Any, router: Any, ids: list[str], args: argparse.Namespace, progress: Any, on_episode: Any
+) -> EvalReport:
     """Evaluate one router: in its own env if it names training limits, batched if it can be."""
     from agents.eval.evaluation import evaluate, evaluate_batched
     from envs.router_qa import RouterQAEnv
@@ -273,16 +277,16 @@ def _run_router(env: Any, router: Any, ids: list[str], args: argparse.Namespace,
     if hasattr(router, "play_batch"):
         venv = RouterQAVectorEnv(min(args.eval_batch, len(ids)), **shared)
         try:
-            return evaluate_batched(venv, router, ids, progress=progress)
+            return evaluate_batched(venv, router, ids, progress=progress, on_episode=on_episode)
         finally:
             venv.close()
     if kwargs:
         own = RouterQAEnv(**shared)
         try:
-            return evaluate(own, router, ids, progress=progress)
+            return evaluate(own, router, ids, progress=progress, on_episode=on_episode)
         finally:
             own.close()
-    return evaluate(env, router, ids, progress=progress)
+    return evaluate(env, router, ids, progress=progress, on_episode=on_episode)
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -291,6 +295,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from agents.eval.evaluation import format_summary, format_table, summarise
     from envs.router_qa import RouterQAEnv
     from recal_gym.pools.options import PoolOptions
+    from recal_gym.rewards.logs import EPISODE_LOG, episode_log_line
 
     plots = _check_eval_outputs(args)
     env = RouterQAEnv(args.dataset, pool=args.pool, pool_options=PoolOptions(seed=args.pool_seed), reward=args.reward)
@@ -304,11 +309,17 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         env.close()
         raise
     reports = []
+    lines: list[dict] = []
     start = env.reward_state_dict()
     for router in routers:
         env.load_reward_state(start)  # every router is scored from the same reward state: order-independent
+        name = getattr(router, "name", type(router).__name__)
+
+        def log(info: dict, name: str = name) -> None:
+            lines.append(episode_log_line(info, info["reward"], run=name))
+
         with tqdm(total=len(ids), desc=router.name, disable=args.no_progress, leave=False) as bar:
-            reports.append(_run_router(env, router, ids, args, bar.update))
+            reports.append(_run_router(env, router, ids, args, bar.update, log))
     env.close()
     table = format_table(reports)
     summary = summarise(reports)
@@ -321,6 +332,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         args.json.write_text(json.dumps([r.to_dict() for r in reports], indent=2))
     if not args.no_files:
         written = _write_outputs(args.out, reports, table, summary_text, summary, plots)
+        with (args.out / EPISODE_LOG).open("w", encoding="utf-8") as fh:
+            fh.writelines(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
+        written.insert(3, EPISODE_LOG)
         print(f"\nwrote {', '.join(written)} to {args.out}")
     return 0
 

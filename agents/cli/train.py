@@ -1,8 +1,10 @@
 """``recal-gym train``: train a router with the ReCal/GRPO learner (the CLI edge: flags, tqdm, files).
 
-Writes into ``--out`` (the run directory): ``config.json``, ``metrics.jsonl`` (one flat record per RL
-step), ``warmstart.jsonl`` (one per warm-start step, with ``probe/*`` when probed), TensorBoard events
-under ``tb/`` (RL) and ``tb/warmstart/``, ``curves.png`` and ``curves_warmstart.png``, and verified checkpoints
+Writes into ``--out`` (the run directory): ``config.json``, ``reward_spec.json`` (the env's effective
+reward spec and its hash), ``metrics.jsonl`` (one flat record per RL step), ``episodes.jsonl`` (every RL
+trajectory's episode record and exact online reward, for ``recal-gym rescore``), ``warmstart.jsonl``
+(one per warm-start step, with ``probe/*`` when probed), TensorBoard events under ``tb/`` (RL) and
+``tb/warmstart/``, ``curves.png`` and ``curves_warmstart.png``, and verified checkpoints
 (:mod:`agents.grpo.checkpoint`) under ``checkpoint/`` (latest) and ``warmstart/`` (the warm-started
 weights every estimator of a study starts from), and at the end the exported policy ``policy/``
 (transformers format + ``policy.json``). ``recal-gym eval --router checkpoint:<dir>`` takes any of the
@@ -172,6 +174,48 @@ def _sinks(out: Path, tensorboard: bool, start: int, *, name: str = "metrics") -
     return sinks
 
 
+class _EpisodeLog:
+    """``episodes.jsonl``: every RL trajectory's record and exact online reward (for ``recal-gym rescore``)."""
+
+    def __init__(self, path: Path, start: int) -> None:
+        if start > 0 and path.exists():  # drop steps past the checkpoint, as for metrics.jsonl
+            lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+            keep = [ln for ln in lines if json.loads(ln)["step"] < start]
+            path.write_text("".join(keep), encoding="utf-8")
+        elif path.exists():
+            path.unlink()
+        self.path = path
+
+    def write(self, step: int, learner: Any) -> None:
+        from agents.grpo.distributed import all_gather_objects
+
+        batch = learner.last_rollout
+        rewards = batch.rewards
+        lines = [
+            {
+                "step": step,
+                "reward": float(rewards.scalar[i]),
+                "components": {k: float(v) for k, v in zip(rewards.names, rewards.gated[i].tolist(), strict=True)},
+                "reward_spec_hash": rewards.spec_hash,
+                "record": record,
+            }
+            for i, record in enumerate(batch.records)
+        ]
+        gathered = [ln for part in all_gather_objects(lines, learner.ctx) for ln in part]  # rank order
+        if learner.ctx.rank == 0:
+            with self.path.open("a", encoding="utf-8") as fh:
+                fh.writelines(json.dumps(ln, ensure_ascii=False) + "\n" for ln in gathered)
+
+
+def _write_reward_spec(out: Path, cfg: Any) -> None:
+    """``reward_spec.json``: the env's effective spec (batch update mode) and its hash, for provenance."""
+    from recal_gym.rewards import make_spec
+
+    spec = make_spec(cfg.reward_spec, update_mode="batch")
+    body = {"hash": spec.hash, "spec": spec.to_dict()}
+    (out / "reward_spec.json").write_text(json.dumps(body, indent=2))
+
+
 def _check_before_work(args: argparse.Namespace) -> None:
     """Check paths and optional dependencies before the (long) run starts."""
     if args.out is not None:
@@ -277,6 +321,7 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(threads)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, default=str))
+    _write_reward_spec(out, cfg)
     ctx = init_from_env()
     learner = build_learner(cfg, out / "work", ctx=ctx)
     if ckpt is not None:
@@ -286,11 +331,13 @@ def run(args: argparse.Namespace) -> int:
         print(_plan(cfg, learner))
     _warm_start(learner, out, args, main)
     writer = MetricsWriter(_sinks(out, main and not args.no_tensorboard, learner.step_count) if main else [])
+    episodes = _EpisodeLog(out / "episodes.jsonl", learner.step_count)
     bar = tqdm(total=cfg.steps, initial=learner.step_count, disable=args.no_progress or not main, desc=cfg.name)
     while learner.step_count < cfg.steps:
         step = learner.step_count
         metrics = learner.step()
         writer.write(step, metrics)
+        episodes.write(step, learner)
         bar.update(1)
         bar.set_postfix({k.split("/")[-1]: f"{metrics[k]:.3f}" for k in _SUMMARY if k in metrics})
         every = cfg.checkpoint_every

@@ -54,6 +54,8 @@ class DatasetReport:
     calls: float
     format_error_rate: float
     reward: float
+    components: dict[str, float] = field(default_factory=dict)
+    """Mean gated value of every reward component of the spec (``info["reward_components"]``)."""
     calls_per_model: dict[str, float] = field(default_factory=dict)
     """Mean calls per question to each model called at least once (the router's model choice)."""
 
@@ -65,11 +67,14 @@ class EvalReport:
     router: str
     rows: tuple[DatasetReport, ...]
     overall: DatasetReport
+    reward_spec_hash: str = ""
+    """Content hash of the reward spec the episodes were scored under (``RewardSpec.hash``)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return {
             "router": self.router,
+            "reward_spec_hash": self.reward_spec_hash,
             "datasets": [_asdict(r) for r in self.rows],
             "overall": _asdict(self.overall),
         }
@@ -77,6 +82,7 @@ class EvalReport:
 
 def _asdict(r: DatasetReport) -> dict[str, Any]:
     out = {k: getattr(r, k) for k in DatasetReport.__slots__}  # type: ignore[attr-defined]
+    out["components"] = dict(r.components)
     out["calls_per_model"] = dict(r.calls_per_model)
     return out
 
@@ -117,6 +123,10 @@ def _oracle_episode(env: RouterQAEnv, oracle: OracleRouter, question_id: str) ->
     return info
 
 
+def _component_mean(infos: Sequence[dict[str, Any]], name: str) -> float:
+    return sum(float(i["reward_components"][name]) for i in infos) / len(infos)
+
+
 def _aggregate(name: str, infos: Sequence[dict[str, Any]]) -> DatasetReport:
     n = len(infos)
 
@@ -132,6 +142,7 @@ def _aggregate(name: str, infos: Sequence[dict[str, Any]]) -> DatasetReport:
         calls=mean(lambda i: i["n_calls"]),
         format_error_rate=mean(lambda i: 0.0 if i["format_ok"] else 1.0),
         reward=mean(lambda i: i["reward"]),
+        components={k: _component_mean(infos, k) for k in (infos[0]["reward_components"] if n else ())},
         calls_per_model=_calls_per_model(infos),
     )
 
@@ -151,6 +162,7 @@ def evaluate(
     question_ids: Iterable[str],
     *,
     progress: Callable[[int], None] | None = None,
+    on_episode: Callable[[dict[str, Any]], None] | None = None,
 ) -> EvalReport:
     """Evaluate ``router`` on the given questions of ``env``.
 
@@ -160,16 +172,31 @@ def evaluate(
             :class:`~agents.eval.baselines.OracleRouter`.
         question_ids: Questions to play, each once.
         progress: Called with 1 after each episode (the CLI passes a progress bar's ``update``).
+        on_episode: Called with each episode's terminal ``info`` (plus ``"reward"``), in play order (the CLI
+            logs them for ``recal-gym rescore``).
 
     Returns:
         Per-dataset and overall aggregates.
     """
     infos = []
     for qid in question_ids:
-        infos.append(run_episode(env, router, qid))
+        info = run_episode(env, router, qid)
+        if on_episode is not None:
+            on_episode(info)
+        infos.append(info)
         if progress is not None:
             progress(1)
     return _report(getattr(router, "name", type(router).__name__), infos)
+
+
+def _report(name: str, infos: Sequence[dict[str, Any]]) -> EvalReport:
+    by_source: dict[str, list[dict[str, Any]]] = {}
+    for info in infos:
+        by_source.setdefault(info["data_source"], []).append(info)
+    rows = tuple(_aggregate(k, v) for k, v in sorted(by_source.items()))
+    overall = _aggregate("all", [i for v in by_source.values() for i in v])
+    spec_hash = str(infos[0].get("reward_spec_hash", "")) if infos else ""
+    return EvalReport(router=name, rows=rows, overall=overall, reward_spec_hash=spec_hash)
 
 
 class BatchRouter(Protocol):
@@ -182,21 +209,13 @@ class BatchRouter(Protocol):
         ...
 
 
-def _report(name: str, infos: Iterable[dict[str, Any]]) -> EvalReport:
-    by_source: dict[str, list[dict[str, Any]]] = {}
-    for info in infos:
-        by_source.setdefault(info["data_source"], []).append(info)
-    rows = tuple(_aggregate(k, v) for k, v in sorted(by_source.items()))
-    overall = _aggregate("all", [i for v in by_source.values() for i in v])
-    return EvalReport(router=name, rows=rows, overall=overall)
-
-
 def evaluate_batched(
     env: Any,
     router: BatchRouter,
     question_ids: Sequence[str],
     *,
     progress: Callable[[int], None] | None = None,
+    on_episode: Callable[[dict[str, Any]], None] | None = None,
 ) -> EvalReport:
     """Evaluate a batch router, ``env.num_envs`` episodes at a time (same aggregates as :func:`evaluate`).
 
@@ -209,6 +228,7 @@ def evaluate_batched(
         router: The batch router.
         question_ids: Questions to play, each once.
         progress: Called with the number of episodes finished after each batch.
+        on_episode: Called with each episode's terminal ``info`` (plus ``"reward"``), in question order.
 
     Returns:
         Per-dataset and overall aggregates.
@@ -217,7 +237,11 @@ def evaluate_batched(
     width = int(env.num_envs)
     for start in range(0, len(question_ids), width):
         chunk = list(question_ids[start : start + width])
-        infos.extend(router.play_batch(env, chunk))
+        played = router.play_batch(env, chunk)
+        for info in played:
+            if on_episode is not None:
+                on_episode(info)
+        infos.extend(played)
         if progress is not None:
             progress(len(chunk))
     return _report(getattr(router, "name", type(router).__name__), infos)
@@ -242,10 +266,12 @@ def format_csv(reports: Sequence[EvalReport]) -> str:
     """Render reports as CSV: a header, then one row per router and data source (``all`` last per router)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(_CSV_FIELDS)
+    names = list(dict.fromkeys(k for rep in reports for k in rep.overall.components))
+    writer.writerow([*_CSV_FIELDS, *(f"reward_{k}" for k in names), "reward_spec_hash"])
     for rep in reports:
         for r in (*rep.rows, rep.overall):
-            writer.writerow([rep.router, *(getattr(r, k) for k in _CSV_FIELDS[1:])])
+            comps = [r.components.get(k, "") for k in names]
+            writer.writerow([rep.router, *(getattr(r, k) for k in _CSV_FIELDS[1:]), *comps, rep.reward_spec_hash])
     return out.getvalue()
 
 

@@ -126,11 +126,11 @@ def build_env(config: TrainConfig, tokenizer: Any, num_envs: int, *, pool: Pool 
     from envs.vector import RouterQAVectorEnv
     from recal_gym.data import load_questions
     from recal_gym.pools import build_pool
-    from recal_gym.rewards.spec import make_spec
+    from recal_gym.rewards import make_spec
 
     questions = load_questions(config.dataset)
     built = pool if pool is not None else build_pool(config.pool or None, pool_options(config))
-    spec = make_spec(config.reward, update_mode="batch")
+    spec = make_spec(config.reward_spec, update_mode="batch")
     models = tuple(m.name for m in built.spec.listed)
     state = RewardState.default(spec, models)
     env = RouterQAVectorEnv(

@@ -82,8 +82,10 @@ class TrainConfig:
     pool: str = ""
     """Candidate pool: ``""`` = the offline default (six simulated Router-R1 models), else a profile
     name or a pool file (``recal_gym.pools.spec``)."""
-    reward: str = "recal"
-    """Reward preset of the env (run in ``"batch"`` reward-state update mode)."""
+    reward: str | dict[str, Any] = "recal"
+    """Reward spec of the env: a preset (``"recal"``, ``"router-r1"``), a ``.yaml``/``.json`` spec file or a
+    spec mapping (``--set 'reward={"preset": "recal", "weights": {"cost": 0.5}}'``); run in ``"batch"``
+    reward-state update mode. Validated when the config is built, before any model loads."""
     pool_seed: int = 0
     """Seed of the simulated candidate pool."""
     questions_per_step: int = 4
@@ -221,11 +223,29 @@ class TrainConfig:
                     f"TrainConfig.{name}={getattr(self, name)!r} must be a {kind.__name__} "
                     f"(set single fields as {name}.<field>)."
                 )
+        self.reward_spec  # noqa: B018 - validates the reward (a preset, a spec file or a mapping) before any model loads
 
     def _check_literals(self) -> None:
         if self.engine not in get_args(EngineName):
             raise InvalidConfig(f"TrainConfig.engine={self.engine!r} is not one of {list(get_args(EngineName))}.")
         _check_estimator(self.estimator)
+
+    @property
+    def reward_spec(self) -> Any:
+        """The env's :class:`~recal_gym.rewards.spec.RewardSpec` (the learner runs it in batch mode).
+
+        Raises:
+            InvalidConfig: ``reward`` is not a preset, a readable spec file or a valid spec mapping (the message
+                names ``TrainConfig.reward``).
+            UnknownComponent: the spec names an unknown component.
+        """
+        from recal_gym.errors import UnknownName
+        from recal_gym.rewards import make_spec
+
+        try:
+            return make_spec(self.reward)
+        except (InvalidConfig, UnknownName) as exc:
+            raise type(exc)(f"TrainConfig.reward={self.reward!r}: {exc}") from None
 
     @property
     def batch_size(self) -> int:

@@ -139,6 +139,7 @@ class Learner:
         self.questions = env.questions
         self.models = env.models
         self.reward_state = env.reward_state
+        self.reward_spec = env.spec
         n_local = config.batch_size // self.ctx.world_size
         if int(self.env.num_envs) < n_local:
             raise InvalidConfig(f"Learner needs {n_local} sub-envs on each rank, got {self.env.num_envs}.")
@@ -156,6 +157,8 @@ class Learner:
         self.refill_generator = torch.Generator().manual_seed(config.seed * 7919 + 104729 + self.ctx.rank)
         self.step_count = 0
         self.warmstart_done = config.warmstart_steps == 0
+        self.last_rollout: RolloutBatch | None = None
+        """This rank's rollout batch of the last :meth:`step` (records and exact rewards, for episode logs)."""
         self.warmstart_steps_done = 0
         from agents.grpo.build import split_question_ids
 
@@ -164,7 +167,7 @@ class Learner:
         self.heldout_ids: tuple[str, ...] = tuple(heldout)
         self.source_names: tuple[str, ...] = tuple(sorted(env.questions.datasets()))
         tau = config.recal.answer_threshold
-        self.gate_tau = None if tau is None or tau == env.spec.tau else (env.spec.gates, float(tau))
+        self.gate_tau = None if tau is None or tau == env.spec.tau else (env.spec, float(tau))
         self.params = SamplingParams(
             max_new_tokens=config.max_new_tokens,
             temperature=config.temperature,
@@ -223,7 +226,7 @@ class Learner:
     def _update_reward_state(self, records: Sequence[dict[str, Any]]) -> None:
         """Batch-mode update of the shared reward state on the global batch (``docs/learner.md`` §4.6)."""
         gathered = [r for part in all_gather_objects(list(records), self.ctx) for r in part]
-        self.reward_state.update_batch([EpisodeRecord.from_dict(r) for r in gathered])
+        self.reward_state.update_batch([EpisodeRecord.from_dict(r) for r in gathered], self.reward_spec)
 
     # ------------------------------------------------------------------ advantages and update
     def advantages(self, batch: RolloutBatch) -> AdvantageOut:
@@ -238,6 +241,7 @@ class Learner:
             source=all_gather_cat(batch.source, ctx),
             source_names=batch.source_names,
             weights=batch.weights,
+            names=batch.names,
         )
         out = self.estimator(rb, self.calibration)
         start = int(sizes[: ctx.rank].sum())
@@ -342,6 +346,7 @@ class Learner:
         """One RL step: rollout, reward-state update, advantages, update. Returns the flat metrics."""
         t0 = time.perf_counter()
         batch, sampling = self._rollout_step()
+        self.last_rollout = batch
         t1 = time.perf_counter()
         self._update_reward_state(batch.records)
         metrics = self.update(batch)

@@ -24,10 +24,10 @@ from torch import Tensor
 from agents.eval.baselines import answer_from_reply, question_from_prompt
 from agents.grpo.engines import GenerationEngine, SamplingParams
 from recal_gym.protocol import parse_action
-from recal_gym.rewards.spec import GateRule, compute_gates, gate_components
+from recal_gym.rewards.batch import RewardArrays, concat_reward_arrays, reward_arrays_from_infos
+from recal_gym.rewards.spec import RewardSpec
 
 __all__ = [
-    "RewardArrays",
     "RolloutBatch",
     "TerseRouter",
     "TextCodec",
@@ -36,7 +36,6 @@ __all__ = [
     "collect_rollouts",
     "concat_batches",
     "play",
-    "reward_arrays",
     "select_rows",
     "unbatch_info",
 ]
@@ -131,6 +130,8 @@ class RolloutBatch(NamedTuple):
     """Dataset names."""
     weights: Tensor
     """``(K,)`` float32 component weights of the env's reward spec."""
+    names: tuple[str, ...]
+    """The K reward component names (columns of ``raw``/``gated``/``weights``), in the spec's order."""
     question_ids: tuple[str, ...]
     """Question of each trajectory."""
     records: tuple[dict[str, Any], ...]
@@ -141,10 +142,10 @@ class RolloutBatch(NamedTuple):
     """``(N,)`` float32 1 when the format checks passed."""
     turns: Tensor
     """``(N,)`` float32 turns taken."""
-    component_names: tuple[str, ...]
-    """Names of the ``K`` reward columns, in the reward spec's order."""
     routes: tuple[tuple[tuple[str, str], ...], ...]
     """Per trajectory, its executed routes as ``(model, query)`` in turn order."""
+    rewards: RewardArrays
+    """The float64 rewards as the env gave them (exact scalar and components, for logs and re-scoring)."""
 
 
 @dataclass(slots=True)
@@ -270,67 +271,17 @@ def _pad(rows: Sequence[Sequence[float]], value: float, dtype: torch.dtype) -> T
     return out
 
 
-class RewardArrays(NamedTuple):
-    """The reward part of a rollout batch, read from the terminal infos."""
-
-    names: tuple[str, ...]
-    """Component names, in the reward spec's order (the keys of ``info["reward_weights"]``)."""
-    raw: Tensor
-    """``(N, K)`` float32 pre-gate components."""
-    gated: Tensor
-    """``(N, K)`` float32 gated components."""
-    weights: Tensor
-    """``(K,)`` float32 component weights."""
-    scalar: Tensor
-    """``(N,)`` float32 episode returns."""
-
-
-def reward_arrays(
-    infos: Sequence[Mapping[str, Any]], gate_tau: tuple[Sequence[GateRule], float] | None = None
-) -> RewardArrays:
-    """The one place that turns terminal infos into reward tensors.
-
-    Component names come from the infos (the spec's order), never from a fixed list. The scalar is
-    the env's reward refolded from the gated components in key order (bit-exact with the env's).
-
-    Args:
-        infos: Terminal infos, one per trajectory.
-        gate_tau: ``(gate rules, τ)`` to recompute the gates for a learner-side τ override, with the
-            env's own NumPy gate function (never a second implementation).
-    """
-    names = tuple(infos[0]["reward_weights"])
-    raw = np.array([[float(i["reward_components_raw"][k]) for k in names] for i in infos], dtype=np.float64)
-    if gate_tau is None:
-        gated = np.array([[float(i["reward_components"][k]) for k in names] for i in infos], dtype=np.float64)
-    else:
-        rules, tau = gate_tau
-        gated = gate_components(raw, compute_gates(raw, rules, tau))
-    weights = [float(infos[0]["reward_weights"][k]) for k in names]
-    scalars = []
-    for info in infos:
-        total = 0.0
-        for k, w in zip(names, weights, strict=True):
-            total = total + w * float(info["reward_components"][k])
-        scalars.append(total)
-    return RewardArrays(
-        names=names,
-        raw=torch.tensor(raw, dtype=torch.float32),
-        gated=torch.tensor(gated, dtype=torch.float32),
-        weights=torch.tensor(weights, dtype=torch.float32),
-        scalar=torch.tensor(scalars, dtype=torch.float32),
-    )
-
-
 def _batch(
     trajs: Sequence[_Traj],
     groups: Sequence[int],
     source_names: Sequence[str],
     codec: TextCodec,
-    gate_tau: tuple[Sequence[GateRule], float] | None,
+    gate_tau: tuple[RewardSpec, float] | None,
 ) -> RolloutBatch:
-    """Pad the trajectories and read the terminal infos into tensors."""
+    """Pad the trajectories and read the terminal infos into tensors (one reward reader for every learner)."""
     infos = [t.info for t in trajs]
-    rewards = reward_arrays(infos, gate_tau)
+    spec, tau = (None, None) if gate_tau is None else gate_tau
+    rewards = reward_arrays_from_infos(infos, spec=spec, tau=tau)  # learner-side τ: the env's own gate code
     index = {name: i for i, name in enumerate(source_names)}
     return RolloutBatch(
         ids=_pad([t.ids for t in trajs], codec.pad_id, torch.long),
@@ -338,20 +289,21 @@ def _batch(
         loss_mask=_pad([t.mask for t in trajs], 0.0, torch.float32),
         sampler_logp=_pad([t.logp for t in trajs], 0.0, torch.float32),
         route_mask=_pad([t.route for t in trajs], 0.0, torch.float32),
-        raw=rewards.raw,
-        gated=rewards.gated,
-        scalar=rewards.scalar,
+        raw=torch.tensor(rewards.raw, dtype=torch.float32),
+        gated=torch.tensor(rewards.gated, dtype=torch.float32),
+        scalar=torch.tensor(rewards.scalar, dtype=torch.float32),
         group=torch.tensor(list(groups), dtype=torch.long),
-        source=torch.tensor([index[i["data_source"]] for i in infos], dtype=torch.long),
+        source=torch.tensor([index[s] for s in rewards.data_source], dtype=torch.long),
         source_names=tuple(source_names),
-        weights=rewards.weights,
-        question_ids=tuple(str(i["question_id"]) for i in infos),
+        weights=torch.tensor(rewards.weights, dtype=torch.float32),
+        names=rewards.names,
+        question_ids=rewards.question_id,
         records=tuple(i["episode_record"] for i in infos),
         em=torch.tensor([float(i["em"]) for i in infos]),
         format_ok=torch.tensor([float(i["format_ok"]) for i in infos]),
         turns=torch.tensor([float(i["turn"]) for i in infos]),
-        component_names=rewards.names,
         routes=tuple(tuple(t.routes) for t in trajs),
+        rewards=rewards,
     )
 
 
@@ -365,7 +317,7 @@ def collect_rollouts(
     generator: torch.Generator,
     *,
     source_names: Sequence[str],
-    gate_tau: tuple[Sequence[GateRule], float] | None = None,
+    gate_tau: tuple[RewardSpec, float] | None = None,
 ) -> RolloutBatch:
     """Roll out one episode per question in a vector env, each turn's rows batched through ``engine``.
 
@@ -379,7 +331,7 @@ def collect_rollouts(
         params: Sampling settings.
         generator: The only source of sampling randomness.
         source_names: All dataset names (the ``source`` index space).
-        gate_tau: ``(gate rules, τ)`` to recompute the gates for a learner-side τ override.
+        gate_tau: ``(reward spec, τ)`` to recompute the gates for a learner-side τ override.
 
     Returns:
         The padded :class:`RolloutBatch`.
@@ -481,8 +433,10 @@ def concat_batches(batches: Sequence[RolloutBatch], pad_id: int) -> RolloutBatch
     fields: dict[str, Any] = {}
     for name in RolloutBatch._fields:
         values = [getattr(b, name) for b in batches]
-        if name in ("source_names", "weights", "component_names"):
+        if name in ("source_names", "weights", "names"):
             fields[name] = values[0]
+        elif name == "rewards":
+            fields[name] = concat_reward_arrays(values)
         elif name in ("question_ids", "records", "routes"):
             fields[name] = tuple(v for part in values for v in part)
         elif name in ("ids", "attn_mask", "loss_mask", "sampler_logp", "route_mask"):
@@ -500,8 +454,10 @@ def select_rows(batch: RolloutBatch, rows: Sequence[int]) -> RolloutBatch:
     fields: dict[str, Any] = {}
     for name in RolloutBatch._fields:
         value = getattr(batch, name)
-        if name in ("source_names", "weights", "component_names"):
+        if name in ("source_names", "weights", "names"):
             fields[name] = value
+        elif name == "rewards":
+            fields[name] = value.select(list(rows))
         elif name in ("question_ids", "records", "routes"):
             fields[name] = tuple(value[i] for i in rows)
         elif name in ("ids", "attn_mask", "loss_mask", "sampler_logp", "route_mask"):

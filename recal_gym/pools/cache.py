@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import sqlite3
 import threading
@@ -105,6 +106,8 @@ class CachedResponse:
     """Input tokens reported by the backend."""
     completion_tokens: int
     """Output tokens reported by the backend."""
+    latency_s: float | None = None
+    """Seconds the original call took (``None``: not recorded, e.g. rows written before this column)."""
 
 
 class ResponseCache:
@@ -146,6 +149,9 @@ class ResponseCache:
         with self._transaction() as conn:
             for statement in _SCHEMA:
                 conn.execute(statement)
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(responses)")}
+            if "latency_s" not in columns:  # files written before latencies were kept gain the column
+                conn.execute("ALTER TABLE responses ADD COLUMN latency_s REAL")
             conn.execute(
                 "INSERT OR IGNORE INTO meta (name, value) VALUES ('schema_version', ?)", (str(CACHE_SCHEMA_VERSION),)
             )
@@ -168,13 +174,13 @@ class ResponseCache:
                 chunk = wanted[start : start + 500]
                 marks = ",".join("?" * len(chunk))
                 rows = conn.execute(
-                    "SELECT key, model_id, text, prompt_tokens, completion_tokens FROM responses "
+                    "SELECT key, model_id, text, prompt_tokens, completion_tokens, latency_s FROM responses "
                     f"WHERE key IN ({marks})",
                     chunk,
                 ).fetchall()
-                for key, model_id, text, p, c in rows:
+                for key, model_id, text, p, c, lat in rows:
                     found[key] = CachedResponse(
-                        model_id=model_id, text=_loaded_text(text), prompt_tokens=p, completion_tokens=c
+                        model_id=model_id, text=_loaded_text(text), prompt_tokens=p, completion_tokens=c, latency_s=lat
                     )
         return found
 
@@ -193,10 +199,17 @@ class ResponseCache:
         with self._transaction() as conn:
             before = conn.total_changes
             conn.executemany(
-                "INSERT OR IGNORE INTO responses (key, model_id, text, prompt_tokens, completion_tokens) "
-                "VALUES (?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO responses (key, model_id, text, prompt_tokens, completion_tokens, latency_s) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
                 [
-                    (k, v.model_id, _stored_text(v.text), v.prompt_tokens, v.completion_tokens)
+                    (
+                        k,
+                        v.model_id,
+                        _stored_text(v.text),
+                        v.prompt_tokens,
+                        v.completion_tokens,
+                        _finite_or_none(v.latency_s),
+                    )
                     for k, v in entries.items()
                 ],
             )
@@ -319,6 +332,7 @@ class CachedBackend:
                     text=res.text,
                     prompt_tokens=res.prompt_tokens,
                     completion_tokens=res.completion_tokens,
+                    latency_s=res.latency_s,
                 )
         self._write(fresh)
         for i, key in enumerate(keys):
@@ -371,7 +385,12 @@ def _from_cache(entry: CachedResponse) -> CallResult:
         prompt_tokens=entry.prompt_tokens,
         attempts=0,
         cached=True,
+        latency_s=entry.latency_s,  # a hit replays the original call's latency: cached episodes stay exact
     )
+
+
+def _finite_or_none(x: float | None) -> float | None:
+    return x if x is not None and math.isfinite(x) and x >= 0 else None
 
 
 def _shared(first: CallResult) -> CallResult:
@@ -385,4 +404,5 @@ def _shared(first: CallResult) -> CallResult:
         prompt_tokens=first.prompt_tokens,
         attempts=0,
         cached=True,
+        latency_s=first.latency_s,
     )

@@ -45,13 +45,15 @@ in the request's ``Authorization`` header; it is never stored on the backend, lo
 **Metrics** (flat floats): ``calls``, ``calls_ok``, ``calls_failed``, ``attempts``, ``retries``,
 ``errors/<label>`` (per failed attempt), ``failed/<label>`` (per failed call), ``prompt_tokens``,
 ``completion_tokens``, ``cost_micro_usd``, ``usage_missing``, ``batches``, ``latency_s_sum`` and
-``latency_s_max`` (per attempt). Wall-clock values live only here, never in :class:`CallResult`.
+``latency_s_max`` (per attempt). A successful call's ``CallResult.latency_s`` is the wall time of its successful
+attempt (live latency is measured, so it is not deterministic; the response cache replays it exactly).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import json
 import logging
 import math
@@ -61,7 +63,7 @@ import threading
 import time
 from collections.abc import AsyncGenerator, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, Literal, cast, get_args
 
 import httpx
 
@@ -95,17 +97,8 @@ ErrorLabel = Literal[
     "bad_usage",
     "missing_api_key",
 ]
-ERROR_LABELS: tuple[str, ...] = (
-    "timeout",
-    "http_429",
-    "http_5xx",
-    "http_4xx",
-    "connection",
-    "malformed",
-    "too_large",
-    "bad_usage",
-    "missing_api_key",
-)
+ERROR_LABELS: tuple[str, ...] = get_args(ErrorLabel)
+"""Every label a failed call may carry, in :data:`ErrorLabel` order."""
 RETRYABLE_ERRORS: frozenset[str] = frozenset({"timeout", "http_429", "http_5xx", "connection"})
 """Failure labels that are retried with backoff; the others fail the call at once."""
 
@@ -434,6 +427,7 @@ class OpenAIBackend:
             completion_tokens=result.completion_tokens,
             prompt_tokens=result.prompt_tokens,
             attempts=attempts,
+            latency_s=result.latency_s,
         )
 
     @staticmethod
@@ -486,7 +480,8 @@ class OpenAIBackend:
             # includes DecodingError: a body the transport could not decode (e.g. a broken gzip stream)
             return _Attempt(error="connection")
         finally:
-            self._note_latency(time.perf_counter() - start)
+            seconds = time.perf_counter() - start
+            self._note_latency(seconds)
         if status == 429:
             return _Attempt(error="http_429", retry_after=_retry_after(response_headers))
         if status >= 500:
@@ -499,4 +494,7 @@ class OpenAIBackend:
             payload = json.loads(content)
         except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, too-deep nesting
             return _Attempt(error="malformed")
-        return _parse_completion(payload, *prompt)
+        outcome = _parse_completion(payload, *prompt)
+        if outcome.result is not None:  # the measured wall time of the successful attempt (the latency component)
+            outcome = dataclasses.replace(outcome, result=dataclasses.replace(outcome.result, latency_s=seconds))
+        return outcome

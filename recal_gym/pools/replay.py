@@ -185,6 +185,7 @@ class ReplayRow:
             prompt_tokens=self.prompt_tokens if self.ok else 0,
             error="" if self.ok else (self.error or "replay_failed"),
             attempts=self.attempts,
+            latency_s=self.latency_s if self.ok else None,
         )
 
 
@@ -433,7 +434,7 @@ def _row_for(model: PoolModel, q: QARow, res: CallResult, latency: float) -> Rep
         prompt_tokens=res.prompt_tokens,
         completion_tokens=res.completion_tokens if res.ok else 0,
         cost=res.completion_tokens * model.price_per_1m_output if res.ok else 0.0,
-        latency_s=latency,
+        latency_s=latency if res.latency_s is None else float(res.latency_s),  # the backend's own figure first
         correct=bool(res.ok and contains_answer(res.text, q.golden_answers, "token")),
         error=res.error,
         attempts=res.attempts,

@@ -137,6 +137,10 @@ class PoolModel:
     """Simulated pool: mean completion tokens per profile dataset."""
     replay_path: str = ""
     """Replay backend: JSONL/Parquet table recorded by ``recal-gym pool record``."""
+    latency_ttft_s: float | None = None
+    """Simulated pool: seconds to the first token (``None``: the simulated default, ``docs/pools.md`` §3)."""
+    latency_tokens_per_s: float | None = None
+    """Simulated pool: output tokens per second after the first (``None``: the simulated default)."""
 
     def __post_init__(self) -> None:
         """Validate the entry."""
@@ -164,6 +168,15 @@ class PoolModel:
             raise InvalidConfig(f"pool model {self.name!r}: field 'listed' must be true or false, got {self.listed!r}")
         for alias in self.aliases:
             _check_text("alias", alias, self.name)
+        for fname in ("latency_ttft_s", "latency_tokens_per_s"):
+            v = getattr(self, fname)
+            if v is not None and (
+                isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0
+                or (fname == "latency_tokens_per_s" and v == 0)
+            ):  # fmt: skip
+                raise InvalidConfig(
+                    f"pool model {self.name!r}: {fname} must be a finite number > 0 (or null), got {v!r}"
+                )
 
     @property
     def em_by_dataset(self) -> dict[str, float]:
@@ -305,6 +318,10 @@ class PoolSpec:
                 d["profile_em"] = dict(m.profile_em)
             if m.mean_tokens:
                 d["mean_tokens"] = dict(m.mean_tokens)
+            if m.latency_ttft_s is not None:
+                d["latency_ttft_s"] = m.latency_ttft_s
+            if m.latency_tokens_per_s is not None:
+                d["latency_tokens_per_s"] = m.latency_tokens_per_s
             models.append(d)
         return {
             "name": self.name,
@@ -440,6 +457,8 @@ def _model_from_dict(e: Mapping[str, Any], index: int = 0) -> PoolModel:
         profile_em=_figures(e, "profile_em", name),
         mean_tokens=_figures(e, "mean_tokens", name),
         replay_path=_field(e, "replay_path", "", "str", name),
+        latency_ttft_s=_field(e, "latency_ttft_s", None, "number", name),
+        latency_tokens_per_s=_field(e, "latency_tokens_per_s", None, "number", name),
     )
 
 

@@ -15,8 +15,9 @@ from recal_gym.data import QuestionSet
 from recal_gym.errors import InvalidConfig
 from recal_gym.pools import Pool, default_pool_spec
 from recal_gym.pools.base import MAX_CALL_TOKENS
+from recal_gym.rewards import BUILTIN_COMPONENTS as COMPONENTS
 from recal_gym.tokens import TokenizerCounter
-from recal_gym.types import COMPONENTS, CallRequest, CallResult, QARow
+from recal_gym.types import CallRequest, CallResult, QARow
 from tests.envs.conftest import ROWS, ScriptedBackend
 
 QWEN = "Qwen2.5-7B-Instruct"

@@ -21,25 +21,15 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
-from recal_gym.types import COMPONENTS, CallRequest, QARow
+from recal_gym.pools.openai import ERROR_LABELS
+from recal_gym.rewards import BUILTIN_COMPONENTS as COMPONENTS
+from recal_gym.types import CallRequest, QARow
 
 EXAMPLES = int(os.environ.get("RECAL_GYM_FUZZ_EXAMPLES", "150"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 """Settings of every hypothesis test of the suite (no deadline: a few examples hold megabytes)."""
 
-FAILURE_LABELS = frozenset(
-    {
-        "timeout",
-        "http_429",
-        "http_5xx",
-        "http_4xx",
-        "connection",
-        "malformed",
-        "too_large",
-        "bad_usage",
-        "missing_api_key",
-    }
-)
+FAILURE_LABELS = frozenset(ERROR_LABELS)
 """Every label an OpenAI-backend call may fail with (``recal_gym/pools/openai.py``)."""
 
 

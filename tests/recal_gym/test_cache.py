@@ -334,3 +334,32 @@ def test_a_read_only_cache_file_is_a_clear_config_error(tmp_path: Path) -> None:
             ResponseCache(path)
     finally:
         tmp_path.chmod(0o755)
+
+
+def test_latency_is_stored_and_replayed_by_hits(tmp_path: Path) -> None:
+    timed = CallResult(ok=True, text="Paris", completion_tokens=3, latency_s=0.25)
+    inner = _Fixed(timed)
+    backend = CachedBackend(inner, ResponseCache(tmp_path / "c.sqlite"), [LIVE])
+    [live] = backend.call_batch([_req("live", "q")])
+    [hit, dup] = backend.call_batch([_req("live", "q"), _req("live", "q")])
+    assert live.latency_s == hit.latency_s == dup.latency_s == 0.25 and hit.cached and len(inner.seen) == 1
+    backend.close()
+
+
+def test_a_cache_file_from_before_latencies_gains_the_column(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "CREATE TABLE responses (key TEXT PRIMARY KEY, model_id TEXT NOT NULL, text TEXT NOT NULL, "
+        "prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL) WITHOUT ROWID"
+    )
+    conn.execute("INSERT INTO responses VALUES (?, 'm-1', 'old reply', 1, 2)", (cache_key(LIVE, "q"),))
+    conn.commit()
+    conn.close()
+    cache = ResponseCache(path)
+    old = cache.get(cache_key(LIVE, "q"))
+    assert old is not None and old.text == "old reply" and old.latency_s is None
+    cache.put("k2", CachedResponse(model_id="m-1", text="new", prompt_tokens=1, completion_tokens=1, latency_s=1.5))
+    assert cache.get("k2").latency_s == 1.5  # type: ignore[union-attr]
+    cache.close()
+    ResponseCache(path).close()  # reopening an upgraded file is a no-op

@@ -249,6 +249,10 @@ def _req(model_id: str, query: str = "capital of France?") -> CallRequest:
 
 
 @pytest.mark.timeout(20)
+def m_latency(backend: OpenAIBackend) -> float:
+    return backend.metrics()["latency_s_sum"]
+
+
 def test_success_reads_usage_and_sends_protocol_body(server: _Server, api_key: str) -> None:
     model = _model(server, "ok", temperature=0.1, seed=7, max_tokens=64, api_key_env=api_key)
     backend = OpenAIBackend([model], OPTS)
@@ -258,6 +262,7 @@ def test_success_reads_usage_and_sends_protocol_body(server: _Server, api_key: s
         backend.close()
     assert res.ok and res.error == "" and res.attempts == 1 and not res.cached
     assert (res.completion_tokens, res.prompt_tokens) == (7, 11)
+    assert res.latency_s is not None and 0.0 < res.latency_s <= m_latency(backend)  # the measured attempt
     assert res.text.startswith("echo 1:")
     [body] = server.state.bodies
     assert body["messages"] == [{"role": "user", "content": render_candidate_prompt("capital of France?")}]

@@ -13,7 +13,8 @@ from stable_baselines3.common.logger import KVWriter, Logger
 from agents.adapters.sb3 import DISCRETE_ENV_ID, EpisodeMetrics, RouterMetricsCallback, make_router_vec_env
 from envs.calibration_wrapper import CalibrationConfig
 from envs.discrete import RouterQADiscreteEnv
-from recal_gym.types import COMPONENTS
+from recal_gym.rewards import BUILTIN_COMPONENTS as COMPONENTS
+from recal_gym.rewards import make_spec
 
 
 @pytest.fixture(autouse=True)
@@ -48,7 +49,7 @@ def _info(source: str, em: float, answer: float, cost: float, calls: dict[str, f
     return {
         "scored": True,
         "reward_components": comps,
-        "reward_weights": {"format": 1.0, "answer": 1.0, "info": 0.1, "route": 0.1, "balance": 0.1, "cost": 0.1},
+        "reward_weights": make_spec("recal").weights_dict(),
         "em": em,
         "f1": em,
         "format_ok": True,

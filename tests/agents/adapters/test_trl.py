@@ -22,8 +22,8 @@ from agents.adapters.trl import (
 from agents.grpo.advantages import RewardBatch, make_estimator
 from agents.grpo.calibration import CalibrationState
 from recal_gym.errors import InvalidConfig, InvalidData
-from recal_gym.rewards.spec import compute_gates, make_spec
-from recal_gym.types import COMPONENTS
+from recal_gym.rewards import BUILTIN_COMPONENTS as COMPONENTS
+from recal_gym.rewards import compute_gates, make_spec
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "trl_grpo_tiny.py"
 SPEC = make_spec("recal")
@@ -41,7 +41,7 @@ class CountingResets(gym.Wrapper):
 
 def _manual_batch(raw: np.ndarray, sources: Sequence[str], g: int) -> RewardBatch:
     """Reference construction, written independently of build_reward_batch."""
-    gates = compute_gates(raw, SPEC.gates, SPEC.tau)
+    gates = compute_gates(raw, SPEC)
     gated = np.where(gates == 0.0, 0.0, gates * raw)
     names: list[str] = []
     for s in sources:
@@ -56,12 +56,13 @@ def _manual_batch(raw: np.ndarray, sources: Sequence[str], g: int) -> RewardBatc
         source=torch.tensor([names.index(s) for s in sources]),
         source_names=tuple(names),
         weights=torch.tensor(SPEC.weights, dtype=torch.float32),
+        names=SPEC.names,
     )
 
 
 def _random_raw(n: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    raw = rng.random((n, 6))
+    raw = rng.random((n, len(SPEC.names)))
     raw[:, 0] = np.where(rng.random(n) < 0.3, -1.0, 0.0)  # format
     raw[:, 1] = (rng.random(n) < 0.5).astype(float)  # EM answer
     return raw
@@ -114,7 +115,7 @@ def test_build_reward_batch_oracle_and_validation() -> None:
     assert batch.source_names == ("b", "a") and batch.group.tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
     with pytest.raises(InvalidData, match="multiple"):
         build_reward_batch(raw, sources, 3, SPEC)
-    with pytest.raises(InvalidData, match=r"\(N, 6\)"):
+    with pytest.raises(InvalidData, match=r"\(N, 8\)"):
         build_reward_batch(raw[:, :5], sources, 4, SPEC)
 
 
@@ -169,7 +170,7 @@ def test_trl_example_runs_and_its_recal_advantages_equal_agents(tmp_path: Path) 
     pytest.importorskip("trl")
     trainer = _example().run(tmp_path, steps=1)
     step = trainer.last_recal
-    assert step is not None and step.raw.shape == (4, 6) and step.num_generations == 4
+    assert step is not None and step.raw.shape == (4, len(SPEC.names)) and step.num_generations == 4
     torch.testing.assert_close(step.advantages, _recompute(step), rtol=0, atol=0)
     assert step.raw[:, 0].tolist() == [-1.0] * 4  # a random tiny model does not follow the format
 

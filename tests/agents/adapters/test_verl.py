@@ -21,7 +21,7 @@ from agents.adapters.verl import COMPONENT_KEYS, VerlRecalEstimator, recal_kwarg
 from agents.grpo.advantages import make_estimator
 from agents.grpo.calibration import CalibrationState
 from recal_gym.errors import InvalidData
-from recal_gym.rewards.spec import make_spec
+from recal_gym.rewards import make_spec
 
 
 class StandInRegistry:
@@ -55,7 +55,7 @@ def registry() -> Iterator[StandInRegistry]:
 def _batch(bs: int, length: int, seed: int) -> SimpleNamespace:
     rng = np.random.default_rng(seed)
     uid = np.array([f"q{i % (bs // 4)}" for i in rng.permutation(bs)], dtype=object)  # groups interleaved
-    comps = rng.random((bs, 6))
+    comps = rng.random((bs, len(COMPONENT_KEYS)))
     comps[:, 0] = np.where(rng.random(bs) < 0.25, -1.0, 0.0)
     comps[:, 1] = (rng.random(bs) < 0.5).astype(float)
     source = np.array(["nq" if u in ("q0", "q1") else "hotpotqa" for u in uid], dtype=object)

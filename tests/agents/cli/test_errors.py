@@ -191,6 +191,7 @@ def test_without_matplotlib_eval_and_train_stop_before_work_and_tables_still_wor
     args = ["eval", "--n", "1", "--no-progress", "--out", "ev", "--no-plots", "--router", "direct"]
     proc = _cli(args, bad_files, hide)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.rstrip().endswith("wrote table.md, table.csv, reports.json to ev")
-    assert sorted(p.name for p in (bad_files / "ev").iterdir()) == ["reports.json", "table.csv", "table.md"]
+    assert proc.stdout.rstrip().endswith("wrote table.md, table.csv, reports.json, episodes.jsonl to ev")
+    written = sorted(p.name for p in (bad_files / "ev").iterdir())
+    assert written == ["episodes.jsonl", "reports.json", "table.csv", "table.md"]
     assert json.loads((bad_files / "ev" / "reports.json").read_text())["reports"][0]["router"] == "direct"
