@@ -59,8 +59,9 @@ def _without_time(records: list[dict]) -> list[dict]:
 
 
 def _assert_same_run(a: Path, b: Path) -> None:
-    """Metrics (all but wall-clock times) and every checkpointed tensor equal, exactly."""
+    """Metrics (all but wall-clock times), episode logs and every checkpointed tensor equal, exactly."""
     assert _without_time(read_jsonl(a / "metrics.jsonl")) == _without_time(read_jsonl(b / "metrics.jsonl"))
+    assert read_jsonl(a / "episodes.jsonl") == read_jsonl(b / "episodes.jsonl")  # transcripts and exact rewards
     sa, _ = read_checkpoint(a / "checkpoint")
     sb, _ = read_checkpoint(b / "checkpoint")
     for name, tensor in sa["model"].items():
