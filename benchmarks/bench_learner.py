@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from agents.grpo.build import build_learner
 from agents.grpo.config import preset
-from agents.grpo.learner import build_learner
 
 torch.set_num_threads(2)
 

@@ -65,7 +65,7 @@ def _init_worker() -> None:
 
 
 def _config(budget: Budget, setting: Setting, seed: int, policy: str, **changes: Any) -> Any:
-    from agents.grpo.config import preset
+    from agents.grpo.config import apply_overrides, preset
 
     base = dataclasses.replace(
         preset("tiny"),
@@ -86,7 +86,7 @@ def _config(budget: Budget, setting: Setting, seed: int, policy: str, **changes:
         warmstart_direct_share=0.0,
         warmstart_batch=16,
     )
-    return dataclasses.replace(base, **changes)
+    return apply_overrides(base, changes)
 
 
 def warm_start_task(task: dict[str, Any]) -> dict[str, Any]:
@@ -95,7 +95,7 @@ def warm_start_task(task: dict[str, Any]) -> dict[str, Any]:
     from study_setup import COMPACT_NAMES
     from transformers import AutoModelForCausalLM
 
-    from agents.grpo.learner import build_learner
+    from agents.grpo.build import build_learner
     from agents.models.tiny_model import build_tiny_model, load_tiny_tokenizer
 
     budget: Budget = task["budget"]
@@ -153,7 +153,7 @@ def _evaluate(learner: Any, eval_ids: tuple[str, ...], sources: tuple[str, ...],
 
 def run_task(task: dict[str, Any]) -> dict[str, Any]:
     """One RL run: (setting, arm, seed) from the seed's warm start; returns its curves and finals."""
-    from agents.grpo.learner import build_learner
+    from agents.grpo.build import build_learner
 
     budget: Budget = task["budget"]
     setting: Setting = task["setting"]

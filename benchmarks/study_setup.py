@@ -44,12 +44,13 @@ ARMS: dict[str, dict[str, Any]] = {
     "grpo": {"estimator": "grpo"},
     "gdpo": {"estimator": "gdpo"},
     "recal": {"estimator": "recal"},
-    "no_hierarchy": {"estimator": "recal", "hierarchy": False},
-    "no_componentwise": {"estimator": "recal", "componentwise": False},
-    "no_variance_weighting": {"estimator": "recal", "variance_weighting": False},
-    "batch_norm": {"estimator": "recal", "final_norm": "batch"},
+    "no_hierarchy": {"estimator": "recal", "recal.hierarchy": False},
+    "no_componentwise": {"estimator": "recal", "recal.componentwise": False},
+    "no_variance_weighting": {"estimator": "recal", "recal.variance_weighting": False},
+    "batch_norm": {"estimator": "recal", "recal.final_norm": "batch"},
 }
-"""Arm name → TrainConfig overrides. ``batch_norm`` = Stage N over the whole batch instead of per dataset."""
+"""Arm name → TrainConfig overrides (``agents.grpo.config.apply_overrides`` keys). ``batch_norm`` = Stage N
+over the whole batch instead of per dataset."""
 
 COMPACT_NAMES: dict[str, tuple[str, str]] = {
     "Qwen2.5-7B-Instruct": ("qwen-7b", "Qwen 7B, general."),

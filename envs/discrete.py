@@ -30,10 +30,14 @@ __all__ = [
     "HashingFeaturizer",
     "QueryFeaturizer",
     "RouterQADiscreteEnv",
+    "action_mask",
+    "action_text",
     "best_answer",
+    "discrete_observation",
     "flat_info_keys",
     "reply_answer",
 ]
+
 
 def flat_info_keys(components: Sequence[str]) -> tuple[str, ...]:
     """Flat ``float`` keys of every step's ``info`` for a spec's components (meaningful on the terminal step).
@@ -128,6 +132,57 @@ def best_answer(answers: Sequence[str]) -> str | None:
         return None
     top = max(counts.values())
     return next(first[k] for k in counts if counts[k] == top)
+
+
+def discrete_observation(
+    features: np.ndarray,
+    *,
+    turn: float,
+    max_routed_turns: int,
+    raw_cost: float,
+    cost_scale: float,
+    asked: np.ndarray,
+    last_has_answer: bool,
+) -> np.ndarray:
+    """The ``Box`` observation of :class:`RouterQADiscreteEnv` (see its Observation Space).
+
+    Public so a policy trained on the discrete env can act in the text env with the same features
+    (``agents.adapters.sb3_router``).
+
+    Args:
+        features: ``(D,)`` question features in [-1, 1].
+        turn: Turns taken (the text env's ``info["turn"]``).
+        max_routed_turns: The env's routing-turn budget.
+        raw_cost: Cost so far in µ$ (``info["raw_cost"]``).
+        cost_scale: µ$ at which the cost feature reaches 0.5.
+        asked: ``(K,)`` 0/1 flags of models already asked.
+        last_has_answer: Whether the last reply stated an answer.
+
+    Returns:
+        ``(D + K + 3,)`` float32.
+    """
+    turns = float(turn) / float(max_routed_turns + 1)
+    cost = float(raw_cost)
+    state = np.concatenate([[min(turns, 1.0), cost / (cost + cost_scale)], asked, [1.0 if last_has_answer else 0.0]])
+    return np.concatenate([np.asarray(features, dtype=np.float32), state.astype(np.float32)]).astype(np.float32)
+
+
+def action_text(action: int, models: Sequence[str], question: str, answers: Sequence[str]) -> str:
+    """The text turn the discrete env writes for ``action`` (route to ``models[action]``, or answer)."""
+    if action < len(models):
+        model = models[action]
+        return f"<think>I will ask {model}.</think>\n<search> {model}:{question} </search>"
+    return f"<think>I have what I need.</think>\n<answer> {best_answer(answers) or 'unknown'} </answer>"
+
+
+def action_mask(*, routed_turns_left: float, done: bool, asked: np.ndarray, mask_repeats: bool) -> np.ndarray:
+    """``(K + 1,)`` bool mask of :meth:`RouterQADiscreteEnv.action_masks` (answering always allowed)."""
+    k = len(asked)
+    mask = np.full(k + 1, routed_turns_left > 0.0 and not done, dtype=bool)
+    if mask_repeats:
+        mask[:k] &= asked == 0.0
+    mask[k] = True
+    return mask
 
 
 @dataclass(slots=True)
@@ -266,17 +321,15 @@ class RouterQADiscreteEnv(gym.Env[np.ndarray, np.int64]):
 
     def _observation(self, info: dict[str, Any]) -> np.ndarray:
         t = self._state
-        turns = float(info["turn"]) / float(self.text_env.max_routed_turns + 1)
-        cost = float(info["raw_cost"])
-        state = np.concatenate(
-            [
-                [min(turns, 1.0), cost / (cost + self.cost_scale)],
-                t.asked,
-                [1.0 if t.last_has_answer else 0.0],
-            ]
+        return discrete_observation(
+            self._question_features(str(info["question_id"]), t.question),
+            turn=float(info["turn"]),
+            max_routed_turns=self.text_env.max_routed_turns,
+            raw_cost=float(info["raw_cost"]),
+            cost_scale=self.cost_scale,
+            asked=t.asked,
+            last_has_answer=t.last_has_answer,
         )
-        feats = self._question_features(str(info["question_id"]), t.question)
-        return np.concatenate([feats, state.astype(np.float32)]).astype(np.float32)
 
     @property
     def _state(self) -> _Turns:
@@ -319,11 +372,7 @@ class RouterQADiscreteEnv(gym.Env[np.ndarray, np.int64]):
         t = self._state
         if t.done:
             raise ResetNeeded("call reset() before step(): the episode has ended")
-        if a < self.answer_action:
-            model = self.models[a]
-            text = f"<think>I will ask {model}.</think>\n<search> {model}:{t.question} </search>"
-        else:
-            text = f"<think>I have what I need.</think>\n<answer> {best_answer(t.answers) or 'unknown'} </answer>"
+        text = action_text(a, self.models, t.question, t.answers)
         obs_text, reward, terminated, truncated, info = self.text_env.step(text)
         if a < self.answer_action:
             t.asked[a] = 1.0
@@ -347,12 +396,8 @@ class RouterQADiscreteEnv(gym.Env[np.ndarray, np.int64]):
     def action_masks(self) -> np.ndarray:
         """``(K + 1,)`` bool: actions worth taking now (MaskablePPO's hook). Answering is always allowed."""
         t = self._state
-        routes_left = float(self._info.get("routed_turns_left", 0.0)) > 0.0 and not t.done
-        mask = np.full(self.answer_action + 1, routes_left, dtype=bool)
-        if self.mask_repeats:
-            mask[: self.answer_action] &= t.asked == 0.0
-        mask[self.answer_action] = True
-        return mask
+        left = float(self._info.get("routed_turns_left", 0.0))
+        return action_mask(routed_turns_left=left, done=t.done, asked=t.asked, mask_repeats=self.mask_repeats)
 
     def render(self) -> str | np.ndarray | None:  # type: ignore[override]
         """The inner env's prompt + transcript: ``str`` (``"ansi"``), RGB frame (``"rgb_array"``) or ``None``."""

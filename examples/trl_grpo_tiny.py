@@ -66,8 +66,8 @@ def run(
 
     from agents.adapters.trl import recal_grpo_trainer_class
     from agents.adapters.trl_rollout import RouterQARollout, rollout_reward_funcs, routerqa_rows
+    from agents.grpo.build import build_envs, build_learner
     from agents.grpo.config import preset
-    from agents.grpo.learner import build_learner
 
     out = Path(output_dir)
     config = dataclasses.replace(
@@ -84,7 +84,8 @@ def run(
     tokenizer = learner.codec.tokenizer
     order = torch.randperm(len(learner.question_ids), generator=torch.Generator().manual_seed(seed))
     question_ids = [learner.question_ids[i] for i in order[:num_questions].tolist()]
-    rollout = RouterQARollout(learner.envs, question_ids=question_ids, seed=seed, engine_factory=engine_factory)
+    envs = build_envs(config, tokenizer, questions_per_step * num_generations)  # one per episode of a TRL step
+    rollout = RouterQARollout(envs, question_ids=question_ids, seed=seed, engine_factory=engine_factory)
     args = GRPOConfig(
         output_dir=str(out / "run"),
         per_device_train_batch_size=questions_per_step * num_generations,
@@ -105,7 +106,7 @@ def run(
     trainer = recal_grpo_trainer_class()(
         model=learner.model,
         args=args,
-        train_dataset=Dataset.from_list(routerqa_rows(learner.envs[0], question_ids)),
+        train_dataset=Dataset.from_list(routerqa_rows(envs[0], question_ids)),
         processing_class=tokenizer,
         reward_funcs=rollout_reward_funcs(rollout.spec, kind="raw"),
         rollout_func=rollout,

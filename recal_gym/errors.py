@@ -14,6 +14,7 @@ from collections.abc import Iterable
 __all__ = [
     "AssetMissing",
     "BackendError",
+    "CorruptCheckpoint",
     "InvalidAction",
     "InvalidConfig",
     "InvalidData",
@@ -79,6 +80,10 @@ class BackendError(RecalGymError, RuntimeError):
 
 class MissingDependency(RecalGymError, ImportError):
     """An optional dependency is not installed; the message names it and the pip extra that brings it."""
+
+
+class CorruptCheckpoint(RecalGymError, ValueError):
+    """A checkpoint directory has no valid manifest, or its state file is torn or altered."""
 
 
 class UsageError(RecalGymError, ValueError):

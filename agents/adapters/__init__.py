@@ -8,6 +8,9 @@
 - ``sb3``: stable-baselines3 metrics callback and vector-env factory.
 - ``routers``: user routers for ``recal-gym eval --router <module>:<factory>``.
 
+``sb3_router`` saves SB3 models trained on ``RouterQADiscrete-v0`` with what they need to run as text
+routers (``recal-gym eval --router sb3:<zip>``).
+
 Each adapter imports its library lazily or at module import; importing this package imports none of them.
 """
 

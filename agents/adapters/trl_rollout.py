@@ -44,7 +44,7 @@ import gymnasium as gym
 import torch
 
 from agents.grpo.engines import GenerationEngine, HFEngine, SamplingParams
-from agents.grpo.rollout import RolloutBatch, TextCodec, collect_rollouts
+from agents.grpo.rollout import EnvList, RolloutBatch, TextCodec, collect_rollouts
 from recal_gym.errors import InvalidConfig, InvalidData
 from recal_gym.rewards.spec import RewardSpec
 from recal_gym.types import EpisodeRecord
@@ -275,7 +275,7 @@ class RouterQARollout:
         before = envs[0].unwrapped.reward_state_dict()  # type: ignore[attr-defined]
         try:
             batch = collect_rollouts(
-                envs,
+                EnvList(envs),
                 self.engine_factory(model, codec.tokenizer),
                 codec,
                 qids,
@@ -323,4 +323,3 @@ def rollout_reward_funcs(spec: RewardSpec, *, kind: str = "raw") -> list[Callabl
         return reward
 
     return [make(c) for c in spec.names]
-

@@ -24,7 +24,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from agents.cli.validation import (
     USER_ERRORS,
@@ -45,8 +45,11 @@ __all__ = ["build_parser", "main"]
 
 
 _DEFAULT_ROUTERS = ("random", "prompt", "oracle", "single:all")
-_ROUTER_PLUGINS = {"sb3": "agents.adapters.sb3", "checkpoint": "agents.grpo.learner"}
-"""``--router <kind>:<path>`` loaders: the module must provide ``load_router(path) -> Router``."""
+_ROUTER_PLUGINS = {"sb3": "agents.adapters.sb3_router", "checkpoint": "agents.eval.policy_router"}
+"""``--router <kind>:<path>`` loaders: the module must provide
+``load_router(path, *, sample, temperature, seed) -> Router``. A router with ``env_kwargs()`` plays in an
+env built with those arguments (its training limits); one with ``play_batch(env, ids)`` plays
+``--eval-batch`` episodes at a time in a vector env."""
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
@@ -62,15 +65,14 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="router to run (repeatable): 'random', 'direct', 'prompt' (prompt-only descriptor rule), "
         "'oracle' (cheapest correct model per question), 'single:<model>', 'single:all', "
-        "'sb3:<path.zip>' (agents.adapters.sb3.load_router), 'checkpoint:<dir>' (agents.grpo.learner.load_router) "
-        "or your own '<dotted.module>:<factory>[?key=value&...]' returning an object with reset(prompt, info) and "
+        "'sb3:<path.zip>' (agents.adapters.sb3_router.load_router), 'checkpoint:<dir>' (a learner checkpoint, "
+        "run directory or exported policy: agents.eval.policy_router.load_router) or your own "
+        "'<dotted.module>:<factory>[?key=value&...]' returning an object with reset(prompt, info) and "
         f"act(observation, info) (agents.adapters.routers); default: {' '.join(_DEFAULT_ROUTERS)}",
     )
     p.add_argument("--dataset", default="embedded", help="'embedded', 'embedded:<name>', or a .jsonl/.parquet path")
     p.add_argument("--pool", default=None, help="pool profile name or pool file (default: simulated Router-R1 pool)")
-    p.add_argument(
-        "--reward", default="recal", help="reward spec: recal, router-r1 or a .yaml/.yml/.json spec file"
-    )
+    p.add_argument("--reward", default="recal", help="reward spec: recal, router-r1 or a .yaml/.yml/.json spec file")
     p.add_argument("--n", type=positive_int, default=100, help="questions per dataset (default 100)")
     p.add_argument("--seed", type=int, default=0, help="seed of the question sample and random routers")
     p.add_argument("--pool-seed", type=int, default=0, help="seed of the simulated pool")
@@ -85,6 +87,22 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-plots", action="store_true", help="write the tables but not the PNG plots (no matplotlib)")
     p.add_argument("--json", type=Path, default=None, help="also write the list of reports as JSON here")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument(
+        "--split",
+        choices=("all", "train", "heldout"),
+        default="all",
+        help="questions to sample from: all, or the train/held-out part of the split of --heldout-fraction and "
+        "--split-seed (the same split as TrainConfig.heldout_fraction/split_seed)",
+    )
+    p.add_argument("--heldout-fraction", type=float, default=0.0, help="held-out share per dataset (with --split)")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the train/held-out split")
+    p.add_argument("--sample", action="store_true", help="trained routers sample instead of acting greedily")
+    p.add_argument(
+        "--temperature", type=float, default=None, help="sampling temperature of checkpoint routers (implies --sample)"
+    )
+    p.add_argument(
+        "--eval-batch", type=positive_int, default=32, help="episodes played at once by policy routers (default 32)"
+    )
 
 
 def _add_assets(sub: argparse._SubParsersAction) -> None:
@@ -131,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _plugin_router(kind: str, path: str) -> object:
+def _plugin_router(kind: str, path: str, args: argparse.Namespace) -> object:
     module = _ROUTER_PLUGINS[kind]
     try:
         mod = importlib.import_module(module)
@@ -145,7 +163,8 @@ def _plugin_router(kind: str, path: str) -> object:
     load = getattr(mod, "load_router", None)
     if load is None:
         raise UsageError(f"--router {kind}:<path> needs {module}.load_router(path); {module} has none", "")
-    return load(path)
+    sample = bool(args.sample or args.temperature is not None)
+    return load(path, sample=sample, temperature=args.temperature, seed=args.seed)
 
 
 def _check_router_specs(specs: Sequence[str], table: NameTable) -> None:
@@ -163,12 +182,12 @@ def _check_router_specs(specs: Sequence[str], table: NameTable) -> None:
             raise UsageError(f"--router {spec}: {arg!r} does not exist", f"give {kind}: an existing path")
 
 
-def _routers(specs: Sequence[str], models: Sequence[str], seed: int) -> list:
+def _routers(specs: Sequence[str], models: Sequence[str], args: argparse.Namespace) -> list:
     from agents.adapters.routers import is_factory_spec, load_factory_router
     from agents.eval.baselines import DirectRouter, OracleRouter, PromptOnlyRouter, RandomRouter, SingleModelRouter
 
     simple = {
-        "random": lambda: RandomRouter(models=list(models), seed=seed),
+        "random": lambda: RandomRouter(models=list(models), seed=args.seed),
         "direct": lambda: DirectRouter(),
         "prompt": lambda: PromptOnlyRouter(models=list(models)),
         "oracle": lambda: OracleRouter(models=list(models)),
@@ -183,7 +202,7 @@ def _routers(specs: Sequence[str], models: Sequence[str], seed: int) -> list:
         elif kind == "single" and arg:
             routers.append(SingleModelRouter(model=arg))
         elif kind in _ROUTER_PLUGINS and arg:
-            routers.append(_plugin_router(kind, arg))
+            routers.append(_plugin_router(kind, arg, args))
         elif is_factory_spec(spec):
             routers.append(load_factory_router(spec))
         else:
@@ -228,12 +247,58 @@ def _check_eval_outputs(args: argparse.Namespace) -> bool:
     return not args.no_plots
 
 
+def _question_ids(env: Any, args: argparse.Namespace) -> list[str]:
+    """The evaluation questions: ``--n`` per dataset from ``--split`` of the env's question set."""
+    from recal_gym.data.sampling import sample_per_dataset, train_test_split
+
+    rows = list(env.questions.rows)
+    if args.split != "all":
+        if not 0.0 < args.heldout_fraction < 1.0:
+            raise UsageError(
+                f"--split {args.split} needs --heldout-fraction in (0, 1), got {args.heldout_fraction!r}",
+                "e.g. --split heldout --heldout-fraction 0.15",
+            )
+        train, heldout = train_test_split(rows, args.heldout_fraction, args.split_seed)
+        rows = heldout if args.split == "heldout" else train
+    return [r.question_id for r in sample_per_dataset(rows, args.n, seed=args.seed)]
+
+
+def _check_policy_flags(args: argparse.Namespace) -> None:
+    """Check the policy-router flags before any model is loaded."""
+    if args.temperature is not None and not args.temperature > 0:
+        raise UsageError(f"--temperature must be > 0, got {args.temperature!r}", "e.g. --temperature 0.7")
+
+
+def _run_router(
+    env: Any, router: Any, ids: list[str], args: argparse.Namespace, progress: Any, on_episode: Any
+) -> EvalReport:
+    """Evaluate one router: in its own env if it names training limits, batched if it can be."""
+    from agents.eval.evaluation import evaluate, evaluate_batched
+    from envs.router_qa import RouterQAEnv
+    from envs.vector import RouterQAVectorEnv
+
+    kwargs = router.env_kwargs() if hasattr(router, "env_kwargs") else {}
+    shared = {"dataset": env.questions, "pool": env.pool, "reward": args.reward, **kwargs}
+    if hasattr(router, "play_batch"):
+        venv = RouterQAVectorEnv(min(args.eval_batch, len(ids)), **shared)
+        try:
+            return evaluate_batched(venv, router, ids, progress=progress, on_episode=on_episode)
+        finally:
+            venv.close()
+    if kwargs:
+        own = RouterQAEnv(**shared)
+        try:
+            return evaluate(own, router, ids, progress=progress, on_episode=on_episode)
+        finally:
+            own.close()
+    return evaluate(env, router, ids, progress=progress, on_episode=on_episode)
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from agents.eval.evaluation import evaluate, format_summary, format_table, summarise
+    from agents.eval.evaluation import format_summary, format_table, summarise
     from envs.router_qa import RouterQAEnv
-    from recal_gym.data.sampling import sample_per_dataset
     from recal_gym.pools.options import PoolOptions
     from recal_gym.rewards.logs import EPISODE_LOG, episode_log_line
 
@@ -242,12 +307,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     specs = args.router or list(_DEFAULT_ROUTERS)
     try:
         _check_router_specs(specs, env.name_table)
-        routers = _routers(specs, [m.name for m in env.pool.spec.listed], args.seed)
+        _check_policy_flags(args)
+        ids = _question_ids(env, args)
+        routers = _routers(specs, [m.name for m in env.pool.spec.listed], args)
     except BaseException:
         env.close()
         raise
-    rows = sample_per_dataset(env.questions.rows, args.n, seed=args.seed)
-    ids = [r.question_id for r in rows]
     reports = []
     lines: list[dict] = []
     start = env.reward_state_dict()
@@ -259,7 +324,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             lines.append(episode_log_line(info, info["reward"], run=name))
 
         with tqdm(total=len(ids), desc=router.name, disable=args.no_progress, leave=False) as bar:
-            reports.append(evaluate(env, router, ids, progress=bar.update, on_episode=log))
+            reports.append(_run_router(env, router, ids, args, bar.update, log))
     env.close()
     table = format_table(reports)
     summary = summarise(reports)

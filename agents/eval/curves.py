@@ -7,17 +7,33 @@ from pathlib import Path
 
 from agents.grpo.metrics_log import read_jsonl
 
-__all__ = ["DEFAULT_CURVES", "plot_curves"]
+__all__ = ["DEFAULT_CURVES", "WARMSTART_CURVES", "plot_curves"]
 
 DEFAULT_CURVES: tuple[str, ...] = (
     "reward/total/mean",
     "reward/format/mean",
     "reward/answer/mean",
     "reward/frac_zero_std",
+    "episode/em",
+    "episode/format_error",
+    "route/related",
+    "route/choice_entropy",
+    "sampling/zero_var_first",
     "loss/policy",
     "policy/entropy",
+    "policy/route_entropy",
 )
 """Keys drawn by :func:`plot_curves` when present."""
+
+WARMSTART_CURVES: tuple[str, ...] = (
+    "warmstart/loss",
+    "warmstart/demo_return",
+    "probe/format_error",
+    "probe/related",
+    "probe/choice_entropy",
+    "probe/route_rate",
+)
+"""Keys of the warm-start figure (``curves_warmstart.png``)."""
 
 
 def plot_curves(metrics_path: str | Path, out_path: str | Path, keys: Sequence[str] = DEFAULT_CURVES) -> Path:
@@ -39,6 +55,7 @@ def plot_curves(metrics_path: str | Path, out_path: str | Path, keys: Sequence[s
     matplotlib = require("matplotlib", feature="the training curves (curves.png)", extra="train")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     records = read_jsonl(metrics_path)
     present = [k for k in keys if any(r.get(k) is not None for r in records)]
     n = max(1, len(present))

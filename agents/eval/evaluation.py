@@ -11,7 +11,7 @@ import csv
 import io
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from agents.eval.baselines import OracleRouter, Router, SingleModelRouter
 from agents.eval.pareto import aiq, pareto_frontier
@@ -20,12 +20,14 @@ from recal_gym.errors import InvalidConfig
 
 __all__ = [
     "ZERO_ROUTER_PREFIX",
+    "BatchRouter",
     "CostQualitySummary",
     "DatasetReport",
     "EvalReport",
     "Quality",
     "RouterPoint",
     "evaluate",
+    "evaluate_batched",
     "format_csv",
     "format_summary",
     "format_table",
@@ -54,6 +56,8 @@ class DatasetReport:
     reward: float
     components: dict[str, float] = field(default_factory=dict)
     """Mean gated value of every reward component of the spec (``info["reward_components"]``)."""
+    calls_per_model: dict[str, float] = field(default_factory=dict)
+    """Mean calls per question to each model called at least once (the router's model choice)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +83,7 @@ class EvalReport:
 def _asdict(r: DatasetReport) -> dict[str, Any]:
     out = {k: getattr(r, k) for k in DatasetReport.__slots__}  # type: ignore[attr-defined]
     out["components"] = dict(r.components)
+    out["calls_per_model"] = dict(r.calls_per_model)
     return out
 
 
@@ -138,7 +143,17 @@ def _aggregate(name: str, infos: Sequence[dict[str, Any]]) -> DatasetReport:
         format_error_rate=mean(lambda i: 0.0 if i["format_ok"] else 1.0),
         reward=mean(lambda i: i["reward"]),
         components={k: _component_mean(infos, k) for k in (infos[0]["reward_components"] if n else ())},
+        calls_per_model=_calls_per_model(infos),
     )
+
+
+def _calls_per_model(infos: Sequence[dict[str, Any]]) -> dict[str, float]:
+    totals: dict[str, float] = {}
+    for info in infos:
+        for model, calls in dict(info.get("calls_per_model", {})).items():
+            totals[model] = totals.get(model, 0.0) + float(calls)
+    n = max(1, len(infos))
+    return {m: c / n for m, c in sorted(totals.items()) if c > 0}
 
 
 def evaluate(
@@ -163,23 +178,73 @@ def evaluate(
     Returns:
         Per-dataset and overall aggregates.
     """
-    by_source: dict[str, list[dict[str, Any]]] = {}
+    infos = []
     for qid in question_ids:
         info = run_episode(env, router, qid)
         if on_episode is not None:
             on_episode(info)
-        by_source.setdefault(info["data_source"], []).append(info)
+        infos.append(info)
         if progress is not None:
             progress(1)
+    return _report(getattr(router, "name", type(router).__name__), infos)
+
+
+def _report(name: str, infos: Sequence[dict[str, Any]]) -> EvalReport:
+    by_source: dict[str, list[dict[str, Any]]] = {}
+    for info in infos:
+        by_source.setdefault(info["data_source"], []).append(info)
     rows = tuple(_aggregate(k, v) for k, v in sorted(by_source.items()))
     overall = _aggregate("all", [i for v in by_source.values() for i in v])
-    infos = [i for v in by_source.values() for i in v]
-    return EvalReport(
-        router=getattr(router, "name", type(router).__name__),
-        rows=rows,
-        overall=overall,
-        reward_spec_hash=str(infos[0].get("reward_spec_hash", "")) if infos else "",
-    )
+    spec_hash = str(infos[0].get("reward_spec_hash", "")) if infos else ""
+    return EvalReport(router=name, rows=rows, overall=overall, reward_spec_hash=spec_hash)
+
+
+class BatchRouter(Protocol):
+    """A router that plays many episodes at once in a vector env (e.g. a trained policy)."""
+
+    name: str
+
+    def play_batch(self, env: Any, question_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Play one episode per question; return the terminal infos with ``"reward"`` added."""
+        ...
+
+
+def evaluate_batched(
+    env: Any,
+    router: BatchRouter,
+    question_ids: Sequence[str],
+    *,
+    progress: Callable[[int], None] | None = None,
+    on_episode: Callable[[dict[str, Any]], None] | None = None,
+) -> EvalReport:
+    """Evaluate a batch router, ``env.num_envs`` episodes at a time (same aggregates as :func:`evaluate`).
+
+    The sub-envs of a vector env share one reward state and score their episodes in sub-env order
+    within a turn, so state-dependent components (balance, cost normaliser) can differ slightly
+    from a one-at-a-time run of the same questions; EM, F1, cost and calls do not depend on it.
+
+    Args:
+        env: A :class:`~envs.vector.RouterQAVectorEnv`.
+        router: The batch router.
+        question_ids: Questions to play, each once.
+        progress: Called with the number of episodes finished after each batch.
+        on_episode: Called with each episode's terminal ``info`` (plus ``"reward"``), in question order.
+
+    Returns:
+        Per-dataset and overall aggregates.
+    """
+    infos: list[dict[str, Any]] = []
+    width = int(env.num_envs)
+    for start in range(0, len(question_ids), width):
+        chunk = list(question_ids[start : start + width])
+        played = router.play_batch(env, chunk)
+        for info in played:
+            if on_episode is not None:
+                on_episode(info)
+        infos.extend(played)
+        if progress is not None:
+            progress(len(chunk))
+    return _report(getattr(router, "name", type(router).__name__), infos)
 
 
 def format_table(reports: Sequence[EvalReport]) -> str:

@@ -25,6 +25,7 @@ def _figure(width: float, height: float) -> Any:
 
     FigureCanvasAgg = require("matplotlib.backends.backend_agg", feature="drawing the eval plots").FigureCanvasAgg
     from matplotlib.figure import Figure
+
     fig = Figure(figsize=(width, height), dpi=110)
     FigureCanvasAgg(fig)
     return fig

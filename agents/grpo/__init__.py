@@ -1,10 +1,13 @@
 """The token-level GRPO/ReCal learner (``docs/learner.md``).
 
 Modules: ``config`` (:class:`TrainConfig` and presets), ``estimator_config`` (:class:`RecalConfig`),
-``advantages`` (the estimator registry), ``calibration`` (Stage V/N state), ``losses`` (token loss),
-``engines`` (samplers), ``rollout`` (trajectories as tokens), ``distributed`` (gloo data parallel),
-``metrics_log`` (metric sinks) and ``learner`` (the orchestration). Importing this package imports no
-torch; the math modules do.
+``loss_config`` (:class:`LossConfig`), ``advantages`` (the estimator registry), ``calibration`` (Stage
+V/N state), ``losses`` (token loss), ``engines`` (samplers), ``rollout`` (trajectories as tokens over
+the vector env), ``dynamic_sampling`` (zero-variance groups and their refill), ``route_stats`` (model
+choice metrics), ``warmstart`` (warm-start stop criteria), ``checkpoint`` (atomic, verified
+checkpoints), ``distributed`` (gloo data parallel), ``metrics_log`` (metric sinks), ``learner`` (the
+orchestration) and ``build`` (policy, env and learner from a config). Importing this package imports
+no torch; the math modules do.
 """
 
 from __future__ import annotations

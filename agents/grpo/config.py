@@ -1,9 +1,16 @@
 """Training configuration of the ReCal/GRPO learner and its named presets (``docs/learner.md`` §10.2).
 
 :class:`TrainConfig` is one frozen dataclass; :data:`PRESETS` holds the three documented presets
-(``tiny``, ``smollm2-cpu``, ``qwen2.5-3b-gpu``). :func:`load_config` starts from a preset, applies a
-YAML/JSON file and then CLI overrides, and validates once. Derived values (the estimator and loss
-configs, the batch size) are properties. This module imports neither torch nor transformers.
+(``tiny``, ``smollm2-cpu``, ``qwen2.5-3b-gpu``). The estimator's and the loss's hyperparameters are
+nested frozen dataclasses, ``TrainConfig.recal`` (:class:`~agents.grpo.estimator_config.RecalConfig`)
+and ``TrainConfig.loss`` (:class:`~agents.grpo.loss_config.LossConfig`), so every one of their fields
+is settable.
+
+:func:`load_config` starts from a preset, applies a YAML/JSON file and then overrides, and validates
+once. Override keys are field names, or ``section.field`` for a nested field (``recal.w_min``,
+``loss.dual_clip``); in a file a section may also be a mapping (``recal: {w_min: 0.2}``), merged into
+the preset's section. Derived values (the batch size, L_norm) are properties. This module imports
+neither torch nor transformers.
 """
 
 from __future__ import annotations
@@ -12,20 +19,21 @@ import dataclasses
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from agents.grpo.estimator_config import DatasetStats, EstimatorName, FinalNorm, RecalConfig
+from agents.grpo.estimator_config import EstimatorName, RecalConfig
+from agents.grpo.loss_config import LossConfig
 from recal_gym.errors import InvalidConfig, UnknownName, close_matches_hint
 
-__all__ = ["PRESETS", "EngineName", "TrainConfig", "load_config", "preset"]
+__all__ = ["PRESETS", "SECTIONS", "EngineName", "TrainConfig", "apply_overrides", "load_config", "preset"]
 
 EngineName = Literal["hf", "vllm"]
 """Rollout engines: HF transformers forward with a KV cache, or vLLM."""
 
-_LossAgg = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"]
-_KL = Literal["k1", "k2", "k3"]
+SECTIONS: dict[str, Any] = {"recal": RecalConfig, "loss": LossConfig}
+"""Nested sections of :class:`TrainConfig` and their dataclasses."""
 
 _POSITIVE_INTS = (
     "questions_per_step",
@@ -38,8 +46,20 @@ _POSITIVE_INTS = (
     "epochs",
     "micro_batch_size",
     "warmstart_batch",
+    "warmstart_probe_questions",
 )
-_NON_NEGATIVE_INTS = ("max_routed_turns", "warmstart_steps", "checkpoint_every", "lora_rank", "seed", "pool_seed")
+_NON_NEGATIVE_INTS = (
+    "max_routed_turns",
+    "warmstart_steps",
+    "warmstart_min_steps",
+    "warmstart_probe_every",
+    "checkpoint_every",
+    "lora_rank",
+    "seed",
+    "pool_seed",
+    "split_seed",
+    "dynamic_sampling_rounds",
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -80,16 +100,6 @@ class TrainConfig:
     """AdamW weight decay."""
     max_grad_norm: float = 1.0
     """Gradient-norm clip."""
-    kl_coef: float = 0.0
-    """β of the KL term; 0 loads no reference model."""
-    kl_estimator: _KL = "k3"
-    """KL estimator in the loss."""
-    entropy_coef: float = 0.0
-    """c_H of the entropy bonus."""
-    clip_low: float = 0.2
-    """ε_low."""
-    clip_high: float = 0.28
-    """ε_high (clip-higher)."""
     temperature: float = 1.0
     """Sampling temperature T (log-probs use the same T)."""
     top_p: float = 1.0
@@ -110,22 +120,15 @@ class TrainConfig:
     """Passes over each rollout batch μ."""
     micro_batch_size: int = 8
     """Trajectories per forward/backward (gradient accumulation; the loss denominator is global)."""
-    estimator: EstimatorName = "recal"
-    """Advantage estimator (``agents.grpo.advantages`` registry)."""
-    dataset_stats: DatasetStats = "running"
-    """Stage N statistics of ``recal``."""
-    hierarchy: bool = True
-    """Stage H switch of ``recal`` (``RecalConfig.hierarchy``; ablation: ``False``)."""
-    componentwise: bool = True
-    """Stage C switch of ``recal`` (``RecalConfig.componentwise``; ablation: ``False``)."""
-    variance_weighting: bool = True
-    """Stage V switch of ``recal`` (``RecalConfig.variance_weighting``; ablation: ``False``)."""
-    final_norm: FinalNorm = "per_dataset"
-    """Stage N mode of ``recal`` (``RecalConfig.final_norm``; ablation: ``"batch"``)."""
-    answer_threshold: float | None = None
-    """Learner-side τ override of the auxiliary gates; ``None`` = the env's."""
-    loss_agg: _LossAgg = "token-mean"
-    """Loss aggregation mode."""
+    estimator: str = "recal"
+    """Advantage estimator: a built-in (``grpo``, ``dr_grpo``, ``rloo``, ``gdpo``, ``recal``) or any name
+    added with ``agents.grpo.advantages.register_estimator`` (checked against the registry)."""
+    recal: RecalConfig = field(default_factory=lambda: RecalConfig(dataset_stats="running"))
+    """Estimator hyperparameters (every field settable as ``recal.<field>``; the scalar estimators read
+    only ``eps``, ``component_weights`` and ``drop_zero_variance_groups``)."""
+    loss: LossConfig = field(default_factory=LossConfig)
+    """Policy-loss hyperparameters (``loss.<field>``). ``loss.kl_coef`` > 0 loads a frozen reference
+    model. ``loss.l_norm`` None means :attr:`l_norm`'s trajectory bound for ``seq-mean-token-sum-norm``."""
     warmstart_steps: int = 0
     """Supervised warm-start steps before RL (0 disables it, ``docs/learner.md`` §10.3)."""
     warmstart_lr: float = 3e-3
@@ -133,7 +136,34 @@ class TrainConfig:
     warmstart_batch: int = 16
     """Demonstrations per warm-start step."""
     warmstart_direct_share: float = 0.5
-    """Share of demonstrations that answer without routing."""
+    """Share of demonstrations that answer without routing (the routed ones spread evenly over the
+    listed models, so the cloned model choice starts near uniform)."""
+    warmstart_min_steps: int = 0
+    """Warm-start steps always taken before the stop criteria are checked."""
+    warmstart_probe_every: int = 0
+    """Probe the policy every this many warm-start steps and stop once every set criterion holds;
+    0 = no probes (exactly ``warmstart_steps`` steps). ``warmstart_steps`` is the budget either way."""
+    warmstart_probe_questions: int = 16
+    """Training questions the probe samples one rollout each for (fixed, seeded by ``seed``)."""
+    warmstart_max_format_error: float | None = None
+    """Stop criterion: probe format-error rate at most this; ``None`` = not checked."""
+    warmstart_min_related: float | None = None
+    """Stop criterion: share of probe routes whose query asks the question at least this (and some
+    probe must route); ``None`` = not checked."""
+    warmstart_min_choice_entropy: float | None = None
+    """Stop criterion: normalised entropy of the probe's model choices at least this (1 = uniform
+    over the listed models); ``None`` = not checked."""
+    heldout_fraction: float = 0.0
+    """Share of each dataset's questions held out from training (``recal_gym.data.sampling
+    .train_test_split`` with ``split_seed``); 0 = train on every question."""
+    split_seed: int = 0
+    """Seed of the train/held-out split."""
+    dynamic_sampling: bool = False
+    """DAPO-style dynamic sampling (arXiv 2503.14476): replace groups whose rewards do not vary (no
+    gradient) by groups of fresh questions, up to ``dynamic_sampling_rounds`` extra rollout rounds;
+    short batches are topped up with zero-variance groups so the batch size stays fixed."""
+    dynamic_sampling_rounds: int = 2
+    """Extra rollout rounds per step at most (each rolls out only the missing groups)."""
     lora_rank: int = 0
     """LoRA rank (0 = full fine-tuning; > 0 needs ``peft``)."""
     checkpoint_every: int = 0
@@ -174,30 +204,31 @@ class TrainConfig:
             raise InvalidConfig(
                 f"TrainConfig.warmstart_direct_share={self.warmstart_direct_share!r} must lie in [0, 1]."
             )
-        for name in ("weight_decay", "kl_coef", "entropy_coef"):
-            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0.0):
-                raise InvalidConfig(f"TrainConfig.{name}={getattr(self, name)!r} must be a finite number >= 0.")
+        for name in ("warmstart_max_format_error", "warmstart_min_related", "warmstart_min_choice_entropy"):
+            value = getattr(self, name)
+            bad = isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1
+            if value is not None and bad:
+                raise InvalidConfig(f"TrainConfig.{name}={value!r} must be None or a number in [0, 1].")
+        if not (isinstance(self.heldout_fraction, int | float) and 0.0 <= self.heldout_fraction < 1.0):
+            raise InvalidConfig(f"TrainConfig.heldout_fraction={self.heldout_fraction!r} must lie in [0, 1).")
+        if not isinstance(self.dynamic_sampling, bool):
+            raise InvalidConfig(f"TrainConfig.dynamic_sampling={self.dynamic_sampling!r} must be a bool.")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0.0):
+            raise InvalidConfig(f"TrainConfig.weight_decay={self.weight_decay!r} must be a finite number >= 0.")
         if not self.policy or not isinstance(self.policy, str):
             raise InvalidConfig(f"TrainConfig.policy={self.policy!r} must be 'tiny' or a model directory.")
-        if not 0.0 <= self.clip_low < 1.0 or not self.clip_high >= 0.0:
-            raise InvalidConfig(
-                f"TrainConfig clip_low={self.clip_low!r} must lie in [0, 1) and clip_high={self.clip_high!r} be >= 0."
-            )
-        self.recal_config  # noqa: B018 - builds and validates the estimator config (no torch import)
+        for name, kind in SECTIONS.items():
+            if not isinstance(getattr(self, name), kind):
+                raise InvalidConfig(
+                    f"TrainConfig.{name}={getattr(self, name)!r} must be a {kind.__name__} "
+                    f"(set single fields as {name}.<field>)."
+                )
         self.reward_spec  # noqa: B018 - validates the reward (a preset, a spec file or a mapping) before any model loads
 
     def _check_literals(self) -> None:
-        for name, alias in (
-            ("engine", EngineName),
-            ("estimator", EstimatorName),
-            ("dataset_stats", DatasetStats),
-            ("loss_agg", _LossAgg),
-            ("kl_estimator", _KL),
-        ):
-            if getattr(self, name) not in get_args(alias):
-                raise InvalidConfig(
-                    f"TrainConfig.{name}={getattr(self, name)!r} is not one of {list(get_args(alias))}."
-                )
+        if self.engine not in get_args(EngineName):
+            raise InvalidConfig(f"TrainConfig.engine={self.engine!r} is not one of {list(get_args(EngineName))}.")
+        _check_estimator(self.estimator)
 
     @property
     def reward_spec(self) -> Any:
@@ -223,39 +254,106 @@ class TrainConfig:
 
     @property
     def l_norm(self) -> float:
-        """L_norm of ``seq-mean-token-sum-norm``: most policy tokens one trajectory can hold."""
+        """L_norm of ``seq-mean-token-sum-norm``.
+
+        ``loss.l_norm``, else the most policy tokens one trajectory can hold,
+        ``(max_routed_turns + 1) · max_new_tokens``.
+        """
+        if self.loss.l_norm is not None:
+            return float(self.loss.l_norm)
         return float((self.max_routed_turns + 1) * self.max_new_tokens)
 
     @property
-    def recal_config(self) -> RecalConfig:
-        """The estimator's :class:`~agents.grpo.estimator_config.RecalConfig`."""
-        return RecalConfig(
-            dataset_stats=self.dataset_stats,
-            answer_threshold=self.answer_threshold,
-            hierarchy=self.hierarchy,
-            componentwise=self.componentwise,
-            variance_weighting=self.variance_weighting,
-            final_norm=self.final_norm,
-        )
-
-    @property
-    def loss_config(self) -> Any:
-        """The :class:`~agents.grpo.losses.LossConfig` (imported lazily: it pulls in torch)."""
-        from agents.grpo.losses import LossConfig
-
-        return LossConfig(
-            clip_low=self.clip_low,
-            clip_high=self.clip_high,
-            kl_coef=self.kl_coef,
-            kl_estimator=self.kl_estimator,
-            entropy_coef=self.entropy_coef,
-            loss_agg=self.loss_agg,
-            l_norm=self.l_norm if self.loss_agg == "seq-mean-token-sum-norm" else None,
-        )
+    def loss_config(self) -> LossConfig:
+        """``loss`` with L_norm resolved (what the learner passes to the loss)."""
+        l_norm = self.l_norm if self.loss.loss_agg == "seq-mean-token-sum-norm" else None
+        return dataclasses.replace(self.loss, l_norm=l_norm)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready field dict (``TrainConfig(**d)`` rebuilds an equal config)."""
-        return dataclasses.asdict(self)
+        """JSON-ready dict with the sections as nested dicts (:meth:`from_dict` rebuilds an equal config)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        for name in SECTIONS:
+            section = out[name]
+            out[name] = {f.name: getattr(section, f.name) for f in dataclasses.fields(section)}
+            if out[name].get("component_weights") is not None:
+                out[name]["component_weights"] = dict(out[name]["component_weights"])
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        """Rebuild a config from :meth:`to_dict` output (sections as mappings).
+
+        Raises:
+            InvalidConfig: unknown fields or invalid values.
+        """
+        return apply_overrides(TrainConfig(), data)
+
+
+def _check_estimator(name: object) -> None:
+    """Built-ins are always registered; other names are checked against the live registry (torch import)."""
+    if name in get_args(EstimatorName):
+        return
+    if not isinstance(name, str) or not name:
+        raise InvalidConfig(f"TrainConfig.estimator={name!r} must be a registered estimator name.")
+    from agents.grpo.advantages import ESTIMATORS
+
+    if name not in ESTIMATORS:
+        raise InvalidConfig(
+            f"TrainConfig.estimator={name!r} is not registered; registered: {sorted(ESTIMATORS)} "
+            f"(add one with agents.grpo.advantages.register_estimator).{close_matches_hint(name, ESTIMATORS)}"
+        )
+
+
+def _field_names() -> list[str]:
+    names = [f.name for f in dataclasses.fields(TrainConfig)]
+    for section, kind in SECTIONS.items():
+        names += [f"{section}.{f.name}" for f in dataclasses.fields(kind)]
+    return names
+
+
+def _unknown(key: str) -> InvalidConfig:
+    return InvalidConfig(f"unknown TrainConfig field {key!r}.{close_matches_hint(key, _field_names())}")
+
+
+def apply_overrides(config: TrainConfig, overrides: Mapping[str, Any]) -> TrainConfig:
+    """Return ``config`` with ``overrides`` applied and the result validated.
+
+    Args:
+        config: The starting config.
+        overrides: ``field -> value``; ``"section.field" -> value`` for a nested field; or
+            ``section -> mapping`` (merged into that section).
+
+    Raises:
+        InvalidConfig: an unknown field (with close matches) or an invalid value.
+    """
+    top: dict[str, Any] = {}
+    nested: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    for key, value in overrides.items():
+        head, dot, tail = str(key).partition(".")
+        if dot:
+            if head not in SECTIONS:
+                raise _unknown(str(key))
+            nested[head][tail] = value
+        elif key in SECTIONS and isinstance(value, Mapping):
+            nested[str(key)].update(value)
+        elif key in known:
+            top[str(key)] = value
+        else:
+            raise _unknown(str(key))
+    for name, changes in nested.items():
+        if not changes:
+            continue
+        kind = SECTIONS[name]
+        fields = {f.name for f in dataclasses.fields(kind)}
+        bad = sorted(set(changes) - fields)
+        if bad:
+            raise _unknown(f"{name}.{bad[0]}")
+        base: Any = top.get(name, getattr(config, name))
+        if not isinstance(base, kind):
+            raise InvalidConfig(f"TrainConfig.{name} must be a {kind.__name__}, got {base!r}")
+        top[name] = dataclasses.replace(base, **changes)
+    return dataclasses.replace(config, **top)
 
 
 PRESETS: dict[str, TrainConfig] = {
@@ -269,7 +367,6 @@ PRESETS: dict[str, TrainConfig] = {
         max_routed_turns=1,
         max_new_tokens=24,
         max_obs_tokens=64,
-        dataset_stats="running",
         micro_batch_size=32,
         warmstart_steps=50,
         warmstart_lr=1e-2,
@@ -277,19 +374,29 @@ PRESETS: dict[str, TrainConfig] = {
     "smollm2-cpu": TrainConfig(
         name="smollm2-cpu",
         policy="smollm2",
-        questions_per_step=2,
+        questions_per_step=4,
         group_size=4,
-        steps=20,
-        lr=1e-5,
+        steps=30,
+        lr=3e-5,
         max_routed_turns=1,
-        max_new_tokens=64,
-        max_obs_tokens=128,
+        max_new_tokens=48,
+        max_obs_tokens=96,
         max_start_length=2048,
-        micro_batch_size=4,
-        dataset_stats="running",
-        warmstart_steps=10,
-        warmstart_lr=1e-5,
-        warmstart_batch=8,
+        micro_batch_size=8,
+        warmstart_steps=24,
+        warmstart_lr=1e-4,
+        warmstart_batch=16,
+        warmstart_direct_share=0.0,
+        warmstart_min_steps=6,
+        warmstart_probe_every=3,
+        warmstart_probe_questions=16,
+        warmstart_max_format_error=0.15,
+        warmstart_min_related=0.9,
+        warmstart_min_choice_entropy=0.85,
+        heldout_fraction=0.15,
+        dynamic_sampling=True,
+        dynamic_sampling_rounds=1,
+        loss=LossConfig(kl_coef=0.02, entropy_coef=0.01, entropy_scope="route"),
     ),
     "qwen2.5-3b-gpu": TrainConfig(
         name="qwen2.5-3b-gpu",
@@ -299,14 +406,14 @@ PRESETS: dict[str, TrainConfig] = {
         group_size=8,
         steps=225,
         lr=1e-6,
-        kl_coef=0.001,
+        loss=LossConfig(kl_coef=0.001),
         max_routed_turns=4,
         max_new_tokens=1024,
         max_obs_tokens=600,
         max_start_length=2048,
         minibatches=2,
         micro_batch_size=8,
-        dataset_stats="batch",
+        recal=RecalConfig(dataset_stats="batch"),
         warmstart_steps=0,
     ),
 }
@@ -352,8 +459,9 @@ def load_config(
 
     Args:
         preset_name: Starting preset.
-        file: A ``.yaml``/``.yml`` or ``.json`` file of TrainConfig fields (may hold ``preset``).
-        overrides: Field → value (e.g. from CLI flags).
+        file: A ``.yaml``/``.yml`` or ``.json`` file of TrainConfig fields (may hold ``preset``; a
+            section may be a nested mapping or dotted keys).
+        overrides: Field → value (e.g. from CLI flags); ``section.field`` keys set nested fields.
 
     Raises:
         InvalidConfig: unknown field names or invalid values.
@@ -363,10 +471,7 @@ def load_config(
     if file is not None:
         changes = _read_file(Path(file))
         preset_name = str(changes.pop("preset", preset_name))
-    changes.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(changes) - known)
-    if unknown:
-        hint = close_matches_hint(unknown[0], sorted(known))
-        raise InvalidConfig(f"unknown TrainConfig field(s) {unknown}.{hint}")
-    return dataclasses.replace(preset(preset_name), **changes)
+    base = preset(preset_name)
+    if changes:
+        base = apply_overrides(base, changes)
+    return apply_overrides(base, {k: v for k, v in (overrides or {}).items() if v is not None})

@@ -349,6 +349,7 @@ class VLLMEngine:
 
         vllm = require("vllm", feature="the vLLM rollout engine")
         from vllm.platforms import current_platform
+
         self._vllm = vllm
         self.tokenizer = tokenizer
         on_cpu = bool(current_platform.is_cpu())

@@ -1,27 +1,31 @@
 """The token-level GRPO/ReCal learner: orchestration only (``docs/learner.md`` §4.6, §6-§8, §10).
 
-One :meth:`Learner.step`: sample the step's questions → roll out G episodes each through the
-RouterQA envs (:mod:`agents.grpo.rollout`) → batch-mode reward-state update pushed to every env →
-advantages on the gathered global batch (:mod:`agents.grpo.advantages` registry, with the learner's
+One :meth:`Learner.step`: sample the step's questions → roll out G episodes each in the
+:class:`~envs.vector.RouterQAVectorEnv` (:mod:`agents.grpo.rollout`; one pool batch per turn) → with
+``dynamic_sampling``, replace zero-variance groups (:mod:`agents.grpo.dynamic_sampling`) →
+batch-mode update of the reward state the learner owns and the env shares → advantages on the
+gathered global batch (:mod:`agents.grpo.advantages` registry, with the learner's
 :class:`~agents.grpo.calibration.CalibrationState`) → token loss with a global denominator over
 micro-batches (:mod:`agents.grpo.losses`) → gradient average over ranks, clip, AdamW → one flat metrics
-dict. :meth:`Learner.warm_start` is the supervised warm start on scripted demonstrations (§10.3).
-Checkpoints hold everything a resumed run needs to continue bit for bit.
+dict. :meth:`Learner.warm_start_iter` is the supervised warm start on scripted demonstrations with
+probe-based stop criteria (§10.3). Checkpoints (:mod:`agents.grpo.checkpoint`) hold everything a
+resumed run needs to continue bit for bit. Construction lives in :mod:`agents.grpo.build`.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 from torch import Tensor
 
 from agents.grpo.advantages import AdvantageOut, RewardBatch, make_estimator
 from agents.grpo.calibration import CalibrationState
+from agents.grpo.checkpoint import MANIFEST, find_checkpoint, read_checkpoint, write_checkpoint
 from agents.grpo.config import TrainConfig
 from agents.grpo.distributed import (
     DistContext,
@@ -31,18 +35,28 @@ from agents.grpo.distributed import (
     average_gradients,
     shard,
 )
+from agents.grpo.dynamic_sampling import SAMPLING_KEYS, refill_groups
 from agents.grpo.engines import GenerationEngine, HFEngine, SamplingParams, token_logprobs
 from agents.grpo.losses import kl_penalty, loss_denominator, token_policy_loss
-from agents.grpo.rollout import RolloutBatch, TerseRouter, TextCodec, collect_demos, collect_rollouts, concat_batches
+from agents.grpo.rollout import (
+    RolloutBatch,
+    TerseRouter,
+    TextCodec,
+    collect_demos,
+    collect_rollouts,
+    concat_batches,
+)
+from agents.grpo.route_stats import route_metrics, route_stats
+from agents.grpo.warmstart import criteria_met, probe_metrics
 from recal_gym.errors import InvalidConfig
 from recal_gym.types import EpisodeRecord
 
-__all__ = ["CHECKPOINT_FILE", "Learner", "build_envs", "build_learner", "load_policy", "policy_dir"]
+if TYPE_CHECKING:
+    from agents.grpo.build import TrainEnv
+
+__all__ = ["Learner"]
 
 logger = logging.getLogger(__name__)
-
-CHECKPOINT_FILE = "checkpoint.pt"
-"""File name of a learner checkpoint inside its directory."""
 
 _TOKEN_MEAN_KEYS = (
     "policy/clipfrac_low",
@@ -51,29 +65,33 @@ _TOKEN_MEAN_KEYS = (
     "policy/entropy",
     "policy/sampler_kl",
 )
+_ROUTE_MEAN_KEYS = ("policy/route_entropy",)
 
 
 class _Acc:
-    """Sums of loss metrics (additive) and token-weighted sums of per-token means."""
+    """Sums of loss metrics (additive) and token-weighted sums of per-token means (policy or route tokens)."""
 
     def __init__(self) -> None:
         self.sums: dict[str, Tensor] = {}
         self.tokens = torch.zeros((), dtype=torch.float64)
+        self.route_tokens = torch.zeros((), dtype=torch.float64)
 
-    def add(self, metrics: dict[str, Tensor], n_tok: Tensor) -> None:
+    def add(self, metrics: dict[str, Tensor], n_tok: Tensor, n_route: Tensor) -> None:
+        one = torch.ones((), dtype=torch.float64)
         for key, value in metrics.items():
-            w = n_tok if key in _TOKEN_MEAN_KEYS else torch.ones((), dtype=torch.float64)
+            w = n_tok if key in _TOKEN_MEAN_KEYS else n_route if key in _ROUTE_MEAN_KEYS else one
             self.sums[key] = self.sums.get(key, torch.zeros((), dtype=torch.float64)) + value.double() * w
         self.tokens = self.tokens + n_tok
+        self.route_tokens = self.route_tokens + n_route
 
     def result(self, ctx: DistContext, n_updates: int) -> dict[str, float]:
         keys = sorted(self.sums)
-        packed = all_reduce_sum(torch.stack([self.sums[k] for k in keys] + [self.tokens]), ctx)
-        tokens = float(packed[-1]) or 1.0
-        return {
-            k: float(v) / (tokens if k in _TOKEN_MEAN_KEYS else max(1, n_updates))
-            for k, v in zip(keys, packed[:-1].tolist(), strict=True)
+        packed = all_reduce_sum(torch.stack([self.sums[k] for k in keys] + [self.tokens, self.route_tokens]), ctx)
+        tokens, route = float(packed[-2]) or 1.0, float(packed[-1]) or 1.0
+        scale = {
+            k: tokens if k in _TOKEN_MEAN_KEYS else route if k in _ROUTE_MEAN_KEYS else max(1, n_updates) for k in keys
         }
+        return {k: float(v) / scale[k] for k, v in zip(keys, packed[:-2].tolist(), strict=True)}
 
 
 class _Minibatch(NamedTuple):
@@ -83,20 +101,22 @@ class _Minibatch(NamedTuple):
     adv: Tensor
     logp_old: Tensor | None
     sampler_logp: Tensor
+    route: Tensor
 
 
 class Learner:
-    """ReCal/GRPO learner over RouterQA envs (one process of a data-parallel group).
+    """ReCal/GRPO learner over a RouterQA vector env (one process of a data-parallel group).
 
     Args:
         config: The run configuration.
         model: The policy (a transformers causal LM, possibly LoRA-wrapped).
         tokenizer: Its tokenizer (with a chat template).
-        envs: ``questions_per_step / world_size × group_size`` RouterQA envs (Gymnasium API), all
-            with a ``"batch"``-mode reward spec.
+        env: The vector env and what it was built from (:func:`agents.grpo.build.build_env`), with at
+            least ``questions_per_step / world_size × group_size`` sub-envs, in ``"batch"`` reward mode.
         engine: Sampler; default :class:`~agents.grpo.engines.HFEngine` on ``model``.
         ctx: Data-parallel context.
-        ref_model: Frozen reference for the KL term (required iff ``config.kl_coef > 0``).
+        ref_model: Frozen reference for the KL term (required iff ``config.loss.kl_coef > 0``); it is
+            reset to the warm-started weights when the warm start ends.
     """
 
     def __init__(
@@ -105,7 +125,7 @@ class Learner:
         *,
         model: torch.nn.Module,
         tokenizer: Any,
-        envs: Sequence[Any],
+        env: TrainEnv,
         engine: GenerationEngine | None = None,
         ctx: DistContext | None = None,
         ref_model: torch.nn.Module | None = None,
@@ -115,33 +135,39 @@ class Learner:
         self.ctx = ctx or DistContext()
         self.model = model
         self.codec = TextCodec(tokenizer)
-        self.envs = list(envs)
+        self.env = env.env
+        self.questions = env.questions
+        self.models = env.models
+        self.reward_state = env.reward_state
+        self.reward_spec = env.spec
         n_local = config.batch_size // self.ctx.world_size
-        if len(self.envs) < n_local:
-            raise InvalidConfig(f"Learner needs {n_local} envs on each rank, got {len(self.envs)}.")
-        if config.kl_coef > 0.0 and ref_model is None:
-            raise InvalidConfig(f"kl_coef={config.kl_coef!r} needs a reference model (ref_model).")
+        if int(self.env.num_envs) < n_local:
+            raise InvalidConfig(f"Learner needs {n_local} sub-envs on each rank, got {self.env.num_envs}.")
+        if config.loss.kl_coef > 0.0 and ref_model is None:
+            raise InvalidConfig(f"loss.kl_coef={config.loss.kl_coef!r} needs a reference model (ref_model).")
         self.ref_model = ref_model
         self.engine = engine or HFEngine(model, tokenizer)
-        self.estimator = make_estimator(config.estimator, config.recal_config)
+        self.estimator = make_estimator(config.estimator, config.recal)
         self.loss_cfg = config.loss_config
         self.calibration = CalibrationState()
         self.trainable = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.trainable, lr=config.lr, weight_decay=config.weight_decay)
         self.question_generator = torch.Generator().manual_seed(config.seed)
         self.sample_generator = torch.Generator().manual_seed(config.seed * 7919 + 1 + self.ctx.rank)
+        self.refill_generator = torch.Generator().manual_seed(config.seed * 7919 + 104729 + self.ctx.rank)
         self.step_count = 0
         self.warmstart_done = config.warmstart_steps == 0
         self.last_rollout: RolloutBatch | None = None
         """This rank's rollout batch of the last :meth:`step` (records and exact rewards, for episode logs)."""
-        env0 = self.envs[0].unwrapped
-        self.question_ids: tuple[str, ...] = tuple(sorted(env0.questions.ids()))
-        self.source_names: tuple[str, ...] = tuple(sorted(env0.questions.datasets()))
-        self.models: tuple[str, ...] = tuple(m.name for m in env0.pool.spec.listed)
-        spec = env0.reward_spec
-        tau = config.answer_threshold
-        self.gate_tau = None if tau is None or tau == spec.tau else (spec, float(tau))
-        self._reward_state = env0.reward_state.copy()
+        self.warmstart_steps_done = 0
+        from agents.grpo.build import split_question_ids
+
+        train, heldout = split_question_ids(env.questions, config.heldout_fraction, config.split_seed)
+        self.question_ids: tuple[str, ...] = tuple(train)
+        self.heldout_ids: tuple[str, ...] = tuple(heldout)
+        self.source_names: tuple[str, ...] = tuple(sorted(env.questions.datasets()))
+        tau = config.recal.answer_threshold
+        self.gate_tau = None if tau is None or tau == env.spec.tau else (env.spec, float(tau))
         self.params = SamplingParams(
             max_new_tokens=config.max_new_tokens,
             temperature=config.temperature,
@@ -156,34 +182,51 @@ class Learner:
         mine = shard(list(range(count)), self.ctx)
         return [self.question_ids[order[j]] for j in mine], mine
 
-    def rollout(self) -> RolloutBatch:
-        """Sample this step's questions and roll out G episodes each (no update)."""
-        cfg = self.config
-        qids, gids = self._step_questions(cfg.questions_per_step)
-        reps = [q for q in qids for _ in range(cfg.group_size)]
-        groups = [g for g in gids for _ in range(cfg.group_size)]
-        self.model.eval()
+    def _roll(self, qids: Sequence[str], gids: Sequence[int], generator: torch.Generator | None = None) -> RolloutBatch:
+        g = self.config.group_size
         return collect_rollouts(
-            self.envs[: len(reps)],
+            self.env,
             self.engine,
             self.codec,
-            reps,
-            groups,
+            [q for q in qids for _ in range(g)],
+            [i for i in gids for _ in range(g)],
             self.params,
-            self.sample_generator,
+            generator or self.sample_generator,
             source_names=self.source_names,
             gate_tau=self.gate_tau,
         )
 
+    def rollout(self) -> RolloutBatch:
+        """Sample this step's questions and roll out G episodes each (no update)."""
+        return self._rollout_step()[0]
+
+    def _rollout_step(self) -> tuple[RolloutBatch, dict[str, float]]:
+        qids, gids = self._step_questions(self.config.questions_per_step)
+        self.model.eval()
+        batch = self._roll(qids, gids)
+        if not self.config.dynamic_sampling:
+            return batch, {}
+        return self._refill(batch, len(qids))
+
+    def _refill(self, batch: RolloutBatch, n_groups: int) -> tuple[RolloutBatch, dict[str, float]]:
+        """Dynamic sampling: roll out fresh groups for zero-variance ones, in bounded extra rounds."""
+        cfg = self.config
+        base = cfg.questions_per_step * (1 + self.ctx.rank * max(1, cfg.dynamic_sampling_rounds))
+
+        def draw(need: int, offset: int) -> RolloutBatch:
+            order = torch.randperm(len(self.question_ids), generator=self.refill_generator)[:need].tolist()
+            gids = range(base + offset, base + offset + need)  # unique across ranks and rounds
+            return self._roll([self.question_ids[j] for j in order], list(gids))
+
+        g, rounds, pad = cfg.group_size, cfg.dynamic_sampling_rounds, self.codec.pad_id
+        out = refill_groups(batch, n_groups, draw, group_size=g, rounds=rounds, pad_id=pad)
+        mean = all_reduce_sum(torch.tensor(out.stats, dtype=torch.float64), self.ctx) / self.ctx.world_size
+        return out.batch, dict(zip(SAMPLING_KEYS, mean.tolist(), strict=True))
+
     def _update_reward_state(self, records: Sequence[dict[str, Any]]) -> None:
-        """Batch-mode reward-state update on the global batch, pushed to every env (``docs/learner.md`` §4.6)."""
+        """Batch-mode update of the shared reward state on the global batch (``docs/learner.md`` §4.6)."""
         gathered = [r for part in all_gather_objects(list(records), self.ctx) for r in part]
-        state = self._reward_state
-        state.load_state_dict(self.envs[0].unwrapped.reward_state_dict())
-        state.update_batch([EpisodeRecord.from_dict(r) for r in gathered])
-        snapshot = state.state_dict()
-        for env in self.envs:
-            env.unwrapped.load_reward_state(snapshot)
+        self.reward_state.update_batch([EpisodeRecord.from_dict(r) for r in gathered], self.reward_spec)
 
     # ------------------------------------------------------------------ advantages and update
     def advantages(self, batch: RolloutBatch) -> AdvantageOut:
@@ -215,20 +258,18 @@ class Learner:
         if cfg.epochs > 1 or cfg.minibatches > 1:  # ρ needs the pre-update policy; else ρ ≡ 1 in value
             logp_old = self._logprobs_nograd(batch.ids, batch.attn_mask)
         k = n // cfg.minibatches
-        out = []
-        for s in range(0, n, k):
-            rows = slice(s, s + k)
-            out.append(
-                _Minibatch(
-                    batch.ids[rows],
-                    batch.attn_mask[rows],
-                    mask[rows],
-                    adv.advantages[rows],
-                    None if logp_old is None else logp_old[rows],
-                    batch.sampler_logp[rows],
-                )
+        return [
+            _Minibatch(
+                batch.ids[s : s + k],
+                batch.attn_mask[s : s + k],
+                mask[s : s + k],
+                adv.advantages[s : s + k],
+                None if logp_old is None else logp_old[s : s + k],
+                batch.sampler_logp[s : s + k],
+                batch.route_mask[s : s + k] * mask[s : s + k],
             )
-        return out
+            for s in range(0, n, k)
+        ]
 
     @torch.no_grad()
     def _logprobs_nograd(self, ids: Tensor, attn: Tensor, model: torch.nn.Module | None = None) -> Tensor:
@@ -245,15 +286,17 @@ class Learner:
         cfg, lc = self.config, self.loss_cfg
         width = int(mb.attn[rows].sum(1).max())
         ids, attn, mask = mb.ids[rows, :width], mb.attn[rows, :width], mb.mask[rows, :width]
+        route = mb.route[rows, :width]
         logp, maybe_ent = token_logprobs(self.model, ids, attn, temperature=cfg.temperature, with_entropy=True)
         ent = torch.zeros_like(logp) if maybe_ent is None else maybe_ent
         old = logp.detach() if mb.logp_old is None else mb.logp_old[rows, :width]
         ref = None if self.ref_model is None else self._logprobs_nograd(ids, attn, self.ref_model)
+        bonus = None if lc.entropy_coef == 0 else ent if lc.entropy_scope == "all" else ent * route
         out = token_policy_loss(
             logp, old, mb.adv[rows], mask,
             clip_low=lc.clip_low, clip_high=lc.clip_high, dual_clip=lc.dual_clip,
             kl_coef=lc.kl_coef, kl_estimator=lc.kl_estimator, logp_ref=ref,
-            entropy=ent if lc.entropy_coef > 0 else None, entropy_coef=lc.entropy_coef,
+            entropy=bonus, entropy_coef=lc.entropy_coef,
             loss_agg=lc.loss_agg, l_norm=lc.l_norm, denominator=denom,
         )  # fmt: skip
         (out.loss * self.ctx.world_size).backward()  # DDP averages over ranks; the denominator is global
@@ -264,7 +307,9 @@ class Learner:
         sampler = mb.sampler_logp[rows, :width]
         skl = kl_penalty(logp.detach(), sampler, "k3").double()
         metrics["policy/sampler_kl"] = (skl * on).sum() / n_tok.clamp(min=1.0)
-        acc.add(metrics, n_tok)
+        n_route = route.double().sum()
+        metrics["policy/route_entropy"] = (ent.detach().double() * route).sum() / n_route.clamp(min=1.0)
+        acc.add(metrics, n_tok, n_route)
 
     def _optimise(self, mb: _Minibatch, acc: _Acc) -> float:
         """One optimiser step on a minibatch; returns the pre-clip gradient norm."""
@@ -300,93 +345,160 @@ class Learner:
     def step(self) -> dict[str, float]:
         """One RL step: rollout, reward-state update, advantages, update. Returns the flat metrics."""
         t0 = time.perf_counter()
-        batch = self.rollout()
+        batch, sampling = self._rollout_step()
         self.last_rollout = batch
         t1 = time.perf_counter()
         self._update_reward_state(batch.records)
         metrics = self.update(batch)
         t2 = time.perf_counter()
-        metrics.update(self._episode_metrics(batch))
+        metrics.update(self.episode_metrics(batch))
+        metrics.update(sampling)
         tokens = float(all_reduce_sum(batch.attn_mask.sum().double(), self.ctx))
         metrics.update({"time/rollout_s": t1 - t0, "time/update_s": t2 - t1, "time/tokens_per_s": tokens / (t2 - t0)})
         self.step_count += 1
         return metrics
 
-    def _episode_metrics(self, batch: RolloutBatch) -> dict[str, float]:
+    def episode_metrics(self, batch: RolloutBatch, *, gather: bool = True) -> dict[str, float]:
+        """``episode/*`` means and ``route/*`` metrics of a batch (over all ranks unless ``gather=False``)."""
         packed = torch.stack(
             [batch.em.sum(), batch.format_ok.sum(), batch.turns.sum(), batch.loss_mask.sum(), batch.scalar.sum()]
         ).double()
-        total = all_reduce_sum(packed, self.ctx)
-        n = float(all_reduce_sum(torch.tensor(float(batch.em.shape[0]), dtype=torch.float64), self.ctx))
+        n = torch.tensor(float(batch.em.shape[0]), dtype=torch.float64)
+        parts = [(batch.routes, batch.question_ids)]
+        if gather:
+            packed, n = all_reduce_sum(packed, self.ctx), all_reduce_sum(n, self.ctx)
+            parts = all_gather_objects(parts[0], self.ctx)
         names = ("episode/em", "episode/format_ok", "episode/turns", "episode/policy_tokens", "episode/return")
-        return {k: float(v) / n for k, v in zip(names, total.tolist(), strict=True)}
+        out = {k: float(v) / float(n) for k, v in zip(names, packed.tolist(), strict=True)}
+        out["episode/format_error"] = 1.0 - out["episode/format_ok"]
+        routes = [r for part in parts for r in part[0]]
+        rows = [self.questions.by_id(q) for part in parts for q in part[1]]
+        out.update(route_metrics(route_stats(routes, rows, self.models)))
+        return out
 
+    # ------------------------------------------------------------------ warm start
     def demos(self, count: int) -> RolloutBatch:
-        """Roll out ``count`` scripted demonstrations (this rank's share) for the warm start."""
-        qids, _ = self._step_questions(count)
-        seeds = torch.randint(0, 2**31 - 1, (len(qids),), generator=self.question_generator).tolist()
-        routers = [
-            TerseRouter(models=self.models, direct_share=self.config.warmstart_direct_share, seed=int(s)) for s in seeds
-        ]
-        return collect_demos(self.envs[: len(qids)], routers, self.codec, qids, source_names=self.source_names)
+        """Roll out ``count`` scripted demonstrations (this rank's share) for the warm start.
 
-    def warm_start(self) -> list[dict[str, float]]:
-        """Supervised warm start: behaviour cloning on env-rolled scripted demos (``docs/learner.md`` §10.3).
+        ``round(warmstart_direct_share · count)`` answer at once; the others route, their models
+        cycling through the listed models in a shuffled order, so every model is demonstrated
+        (near) equally often and the cloned choice starts (near) uniform.
+        """
+        qids, mine = self._step_questions(count)
+        n_direct = round(self.config.warmstart_direct_share * count)
+        order = torch.randperm(len(self.models), generator=self.question_generator).tolist()
+        plan = [""] * n_direct + [self.models[order[i % len(order)]] for i in range(count - n_direct)]
+        slots = torch.randperm(count, generator=self.question_generator).tolist()
+        seeds = torch.randint(0, 2**31 - 1, (count,), generator=self.question_generator).tolist()
+        routers = [TerseRouter(models=self.models, plan=plan[slots[j]], seed=int(seeds[j])) for j in mine]
+        return collect_demos(self.env, routers, self.codec, qids, source_names=self.source_names)
 
-        Only the demonstrator's own text is a target; ``<information>`` splices are masked. Uses its
-        own AdamW at ``warmstart_lr``. A no-op once done (e.g. after resuming).
+    def _warm_step(self, opt: torch.optim.Optimizer) -> dict[str, float]:
+        cfg = self.config
+        batch = self.demos(cfg.warmstart_batch)
+        self.model.train()
+        row_tokens = all_gather_cat(batch.loss_mask.sum(dim=1, keepdim=True).double(), self.ctx)
+        denom = loss_denominator(row_tokens, "token-mean")
+        opt.zero_grad(set_to_none=True)
+        total = torch.zeros((), dtype=torch.float64)
+        for s in range(0, batch.ids.shape[0], cfg.micro_batch_size):
+            sl = slice(s, s + cfg.micro_batch_size)
+            width = int(batch.attn_mask[sl].sum(1).max())
+            logp, _ = token_logprobs(self.model, batch.ids[sl, :width], batch.attn_mask[sl, :width])
+            loss = -(logp * batch.loss_mask[sl, :width]).sum() / denom.to(logp.dtype)
+            (loss * self.ctx.world_size).backward()
+            total = total + loss.detach().double()
+        average_gradients(self.trainable, self.ctx)
+        torch.nn.utils.clip_grad_norm_(self.trainable, cfg.max_grad_norm)
+        opt.step()
+        self.model.eval()
+        ep = self.episode_metrics(batch)
+        self.warmstart_steps_done += 1
+        return {
+            "warmstart/loss": float(all_reduce_sum(total, self.ctx)),
+            "warmstart/demo_return": ep["episode/return"],
+            "warmstart/demo_em": ep["episode/em"],
+            "warmstart/demo_choice_entropy": ep["route/choice_entropy"],
+        }
+
+    def probe_ids(self) -> list[str]:
+        """The fixed training questions of the warm-start probe (a permutation seeded by ``seed``)."""
+        gen = torch.Generator().manual_seed(self.config.seed + 1)
+        order = torch.randperm(len(self.question_ids), generator=gen).tolist()
+        return [self.question_ids[j] for j in order[: self.config.warmstart_probe_questions]]
+
+    def probe(self, question_ids: Sequence[str]) -> dict[str, float]:
+        """``probe/*`` metrics of one sampled rollout per question (no update, no state change)."""
+        batch = self.evaluate(question_ids, 1, seed=self.config.seed + 2)
+        return probe_metrics(self.episode_metrics(batch, gather=False))
+
+    def warm_start_iter(self) -> Iterator[dict[str, float]]:
+        """Supervised warm start, one metrics record per step (``docs/learner.md`` §10.3).
+
+        Behaviour cloning on env-rolled scripted demos: only the demonstrator's own text is a target
+        (``<information>`` splices are masked), with its own AdamW at ``warmstart_lr``. At most
+        ``warmstart_steps`` steps; with ``warmstart_probe_every`` > 0 the policy is probed every that
+        many steps (after ``warmstart_min_steps``) and the warm start stops once every set criterion
+        holds (:func:`agents.grpo.warmstart.criteria_met`). The last record holds
+        ``warmstart/steps_total``, ``warmstart/criteria_met_at_end`` and ``warmstart/stopped_early``
+        (met before the budget ran out). A no-op once done (e.g. resumed).
         """
         if self.warmstart_done:
-            return []
+            return
         cfg = self.config
         opt = torch.optim.AdamW(self.trainable, lr=cfg.warmstart_lr)
-        history = []
-        for _ in range(cfg.warmstart_steps):
-            batch = self.demos(cfg.warmstart_batch)
-            self.model.train()
-            row_tokens = all_gather_cat(batch.loss_mask.sum(dim=1, keepdim=True).double(), self.ctx)
-            denom = loss_denominator(row_tokens, "token-mean")
-            opt.zero_grad(set_to_none=True)
-            total = torch.zeros((), dtype=torch.float64)
-            for s in range(0, batch.ids.shape[0], cfg.micro_batch_size):
-                sl = slice(s, s + cfg.micro_batch_size)
-                width = int(batch.attn_mask[sl].sum(1).max())
-                logp, _ = token_logprobs(self.model, batch.ids[sl, :width], batch.attn_mask[sl, :width])
-                loss = -(logp * batch.loss_mask[sl, :width]).sum() / denom.to(logp.dtype)
-                (loss * self.ctx.world_size).backward()
-                total = total + loss.detach().double()
-            average_gradients(self.trainable, self.ctx)
-            torch.nn.utils.clip_grad_norm_(self.trainable, cfg.max_grad_norm)
-            opt.step()
-            ep = self._episode_metrics(batch)
-            history.append(
-                {
-                    "warmstart/loss": float(all_reduce_sum(total, self.ctx)),
-                    "warmstart/demo_return": ep["episode/return"],
-                    "warmstart/demo_em": ep["episode/em"],
-                }
-            )
+        probes = self.probe_ids() if cfg.warmstart_probe_every else []
+        stopped = False
+        for k in range(1, cfg.warmstart_steps + 1):
+            record = self._warm_step(opt)
+            due = cfg.warmstart_probe_every and k >= cfg.warmstart_min_steps
+            if due and (k % cfg.warmstart_probe_every == 0 or k == cfg.warmstart_steps):
+                probe = self.probe(probes)
+                stopped, _ = criteria_met(probe, cfg)
+                record.update(probe)
+                record["warmstart/criteria_met"] = float(stopped)
+            if stopped or k == cfg.warmstart_steps:
+                self._finish_warm_start()
+                record.update(
+                    {
+                        "warmstart/steps_total": float(k),
+                        "warmstart/criteria_met_at_end": float(stopped),
+                        "warmstart/stopped_early": float(stopped and k < cfg.warmstart_steps),
+                    }
+                )
+                yield record
+                return
+            yield record
+        self._finish_warm_start()
+
+    def _finish_warm_start(self) -> None:
         self.model.eval()
         self.engine.sync_weights(self.model)
+        if self.ref_model is not None:  # KL to the warm-started policy
+            self.ref_model.load_state_dict(self.model.state_dict())
         self.warmstart_done = True
-        return history
+
+    def warm_start(self) -> list[dict[str, float]]:
+        """Run :meth:`warm_start_iter` to the end; returns its records."""
+        return list(self.warm_start_iter())
 
     @torch.no_grad()
     def evaluate(self, question_ids: Sequence[str], group_size: int, *, seed: int) -> RolloutBatch:
         """Roll out the current policy on fixed questions with its own generator (no update, no state change).
 
-        Rows are rolled out in chunks of at most ``len(envs)``; the reward state is restored after.
+        Rows go out in chunks of at most ``num_envs``; the reward state is restored after.
         """
         reps = [q for q in question_ids for _ in range(group_size)]
         gen = torch.Generator().manual_seed(seed)
-        snapshot = self.envs[0].unwrapped.reward_state_dict()
+        snapshot = self.reward_state.state_dict()
         self.model.eval()
         parts = []
-        for s in range(0, len(reps), len(self.envs)):
-            chunk = reps[s : s + len(self.envs)]
+        width = int(self.env.num_envs)
+        for s in range(0, len(reps), width):
+            chunk = reps[s : s + width]
             parts.append(
                 collect_rollouts(
-                    self.envs[: len(chunk)],
+                    self.env,
                     self.engine,
                     self.codec,
                     chunk,
@@ -397,8 +509,7 @@ class Learner:
                     gate_tau=self.gate_tau,
                 )
             )
-        for env in self.envs:
-            env.unwrapped.load_reward_state(snapshot)
+        self.reward_state.load_state_dict(snapshot)
         return parts[0] if len(parts) == 1 else concat_batches(parts, self.codec.pad_id)
 
     # ------------------------------------------------------------------ checkpoints
@@ -406,45 +517,59 @@ class Learner:
         """Everything a resumed run needs (model, optimiser, calibration, reward state, RNGs, counters)."""
         return {
             "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+            "ref_model": None if self.ref_model is None else self.ref_model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "calibration": self.calibration.state_dict(),
-            "reward_state": self.envs[0].unwrapped.reward_state_dict(),
+            "reward_state": self.reward_state.state_dict(),
             "question_generator": self.question_generator.get_state(),
             "sample_generator": self.sample_generator.get_state(),
+            "refill_generator": self.refill_generator.get_state(),
             "step": self.step_count,
             "warmstart_done": self.warmstart_done,
+            "warmstart_steps_done": self.warmstart_steps_done,
             "config": self.config.to_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict` and push the reward state to every env."""
+        """Restore :meth:`state_dict` (the shared reward state in place)."""
         self.model.load_state_dict(state["model"])
+        if self.ref_model is not None and state.get("ref_model") is not None:
+            self.ref_model.load_state_dict(state["ref_model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.calibration.load_state_dict(state["calibration"])
-        for env in self.envs:
-            env.unwrapped.load_reward_state(state["reward_state"])
+        self.reward_state.load_state_dict(state["reward_state"])
         self.question_generator.set_state(state["question_generator"])
         self.sample_generator.set_state(state["sample_generator"])
+        self.refill_generator.set_state(state["refill_generator"])
         self.step_count = int(state["step"])
         self.warmstart_done = bool(state["warmstart_done"])
+        self.warmstart_steps_done = int(state["warmstart_steps_done"])
         self.engine.sync_weights(self.model)
 
     def save_checkpoint(self, directory: str | Path) -> Path:
-        """Write ``directory/checkpoint.pt`` (rank 0 only under data parallelism); returns its path."""
-        path = Path(directory) / CHECKPOINT_FILE
+        """Write a verified checkpoint into ``directory`` (rank 0 only); returns the manifest's path.
+
+        Crash-safe (temporary file, ``fsync``, ``os.replace``; see :mod:`agents.grpo.checkpoint`). The
+        manifest records the config, the step and the run metadata of the determinism contract.
+        """
+        directory = Path(directory)
         if self.ctx.rank == 0:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(self.state_dict(), path)
-        return path
+            meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "world_size": self.ctx.world_size}
+            config = self.config.to_dict()
+            write_checkpoint(directory, self.state_dict(), step=self.step_count, config=config, meta=meta)
+        return directory / MANIFEST
 
     def load_init_weights(self, directory: str | Path) -> None:
-        """Start from the model weights of ``directory/checkpoint.pt`` (e.g. a shared warm start).
+        """Start from the model weights of the checkpoint in ``directory`` (e.g. a shared warm start).
 
         Only the weights are taken (the reference model too, when there is one); the optimiser,
         calibration state, reward state, generators and step counter stay fresh, and the warm start
         is marked done.
+
+        Raises:
+            CorruptCheckpoint: ``directory`` holds no valid checkpoint.
         """
-        state = torch.load(Path(directory) / CHECKPOINT_FILE, weights_only=False)
+        state, _ = read_checkpoint(find_checkpoint(directory))
         self.model.load_state_dict(state["model"])
         if self.ref_model is not None:
             self.ref_model.load_state_dict(state["model"])
@@ -452,110 +577,10 @@ class Learner:
         self.engine.sync_weights(self.model)
 
     def load_checkpoint(self, directory: str | Path) -> None:
-        """Load ``directory/checkpoint.pt`` (the learner's own file format)."""
-        self.load_state_dict(torch.load(Path(directory) / CHECKPOINT_FILE, weights_only=False))
+        """Verify and load the checkpoint in ``directory`` (or ``directory/checkpoint``).
 
-
-# ---------------------------------------------------------------------- construction
-def policy_dir(config: TrainConfig, work_dir: str | Path) -> Path:
-    """The local directory holding the policy's weights (built or converted on first use).
-
-    ``tiny`` is config-built under ``work_dir`` (head size 64 when the vLLM engine samples, which
-    vLLM's CPU attention needs); ``smollm2`` is the cached conversion of the offline asset; anything
-    else is ``config.policy`` itself, a local directory (nothing is fetched from a hub).
-    """
-    if config.policy == "tiny":
-        from agents.models.tiny_model import build_tiny_model
-
-        out = Path(work_dir) / "tiny-policy"
-        if config.engine == "vllm":
-            return build_tiny_model(
-                out,
-                hidden_size=128,
-                num_heads=2,
-                num_kv_heads=2,
-                intermediate_size=256,
-                max_position_embeddings=8192,
-                seed=config.seed,
-            )
-        return build_tiny_model(out, seed=config.seed, max_position_embeddings=8192)
-    if config.policy == "smollm2":
-        from agents.models.assets_prepare import prepare_smollm2
-
-        return prepare_smollm2()  # converts the GGUF once into the cache; later calls are no-ops
-    return Path(config.policy)
-
-
-def load_policy(config: TrainConfig, work_dir: str | Path) -> tuple[torch.nn.Module, Any]:
-    """Load the policy (see :func:`policy_dir`) and its tokenizer; wrap with LoRA if asked."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    path = policy_dir(config, work_dir)
-    tokenizer: Any
-    if config.policy == "tiny":
-        from agents.models.tiny_model import load_tiny_tokenizer
-
-        tokenizer = load_tiny_tokenizer(path)
-    else:
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    model: Any = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
-    if config.lora_rank > 0:
-        from recal_gym.optional import require
-
-        peft = require("peft", feature="LoRA (TrainConfig.lora_rank > 0)")
-        LoraConfig, get_peft_model = peft.LoraConfig, peft.get_peft_model
-        lora = LoraConfig(r=config.lora_rank, lora_alpha=2 * config.lora_rank, target_modules="all-linear")
-        model = get_peft_model(model, lora)
-    model.eval()
-    return model, tokenizer
-
-
-def build_envs(config: TrainConfig, tokenizer: Any, count: int) -> list[Any]:
-    """``count`` RouterQA envs sharing one question set and one simulated pool (batch-mode rewards)."""
-    from envs.router_qa import RouterQAEnv
-    from recal_gym.data import load_questions
-    from recal_gym.pools import build_pool
-    from recal_gym.pools.options import PoolOptions
-    from recal_gym.rewards import make_spec
-
-    questions = load_questions(config.dataset)
-    pool = build_pool(config.pool or None, PoolOptions(seed=config.pool_seed))
-    spec = make_spec(config.reward_spec, update_mode="batch")
-    return [
-        RouterQAEnv(
-            questions,
-            pool=pool,
-            reward=spec,
-            max_routed_turns=config.max_routed_turns,
-            max_turn_tokens=config.max_new_tokens,
-            max_obs_length=config.max_obs_tokens,
-            max_start_length=config.max_start_length,
-            token_counter=tokenizer,
-        )
-        for _ in range(count)
-    ]
-
-
-def build_learner(config: TrainConfig, work_dir: str | Path, *, ctx: DistContext | None = None) -> Learner:
-    """Build policy, envs, engine (and reference model when β > 0) into a :class:`Learner`."""
-    import copy
-
-    ctx = ctx or DistContext()
-    model, tokenizer = load_policy(config, work_dir)
-    n_local = max(config.batch_size // ctx.world_size, config.warmstart_batch // ctx.world_size)
-    envs = build_envs(config, tokenizer, n_local)
-    ref = None
-    if config.kl_coef > 0.0:
-        ref = copy.deepcopy(model).eval()
-        for p in ref.parameters():
-            p.requires_grad_(False)
-    engine: GenerationEngine | None = None
-    if config.engine == "vllm":
-        from agents.grpo.engines import VLLMEngine
-
-        engine = VLLMEngine(str(policy_dir(config, work_dir)), tokenizer)
-    logger.info("learner built: policy=%s envs=%d reward=%s", config.policy, len(envs), config.reward)
-    learner = Learner(config, model=model, tokenizer=tokenizer, envs=envs, engine=engine, ctx=ctx, ref_model=ref)
-    if config.init_checkpoint:
-        learner.load_init_weights(config.init_checkpoint)
-    return learner
+        Raises:
+            CorruptCheckpoint: no manifest, or a torn or altered state file.
+        """
+        state, _ = read_checkpoint(find_checkpoint(directory))
+        self.load_state_dict(state)

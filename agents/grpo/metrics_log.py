@@ -61,8 +61,10 @@ class JSONLSink:
 class TensorBoardSink:
     """Scalars to TensorBoard event files (``torch.utils.tensorboard``, imported lazily)."""
 
-    def __init__(self, log_dir: str | Path) -> None:
-        """Create the writer.
+    def __init__(self, log_dir: str | Path, *, purge_step: int | None = None) -> None:
+        """Create the writer; ``purge_step`` drops earlier events at that step and later.
+
+        A resumed run passes its checkpoint's step, so records a killed run wrote past it vanish.
 
         Raises:
             MissingDependency: ``tensorboard`` is not installed (an ``ImportError`` naming the ``train`` extra).
@@ -72,7 +74,7 @@ class TensorBoardSink:
         require("tensorboard", feature="TensorBoard logging")
         from torch.utils.tensorboard import SummaryWriter
 
-        self._writer = SummaryWriter(log_dir=str(log_dir))
+        self._writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge_step or None)
 
     def write(self, step: int, metrics: Mapping[str, float]) -> None:
         """Add every finite scalar."""

@@ -258,6 +258,7 @@ def write_replay_table(rows: Sequence[ReplayRow], path: str | Path) -> Path:
 
         pa = require("pyarrow", feature="writing a Parquet replay table")
         import pyarrow.parquet as pq
+
         table = pa.Table.from_pylist([r.to_dict() for r in rows]) if rows else pa.table({c: [] for c in _COLUMNS})
         pq.write_table(table, tmp)
     else:

@@ -34,6 +34,7 @@ from typing import Any, Literal
 from recal_gym.errors import InvalidConfig, UnknownModel, close_matches_hint
 from recal_gym.pools.registry import BACKEND_ENTRY_POINTS
 from recal_gym.protocol import TAG_STRINGS, neutralise
+from recal_gym.resolver import resolve_model
 from recal_gym.types import MAX_CALL_TOKENS, AliasRule, NameMatching, NameTable
 
 __all__ = [
@@ -243,15 +244,40 @@ class PoolSpec:
         )
 
     def name_table(self, name_matching: NameMatching | None = None) -> NameTable:
-        """Return the resolver table of this pool (recorded in every episode record)."""
+        """Return the resolver table of this pool (recorded in every episode record).
+
+        In ``"router-r1"`` matching (keyword rules only, Router-R1's resolver) a pool whose rules
+        cannot reach one of its models by that model's own display name, e.g. a pool with other
+        names than Router-R1's and no rules, would turn every route into an unknown model. For each
+        such model a rule is derived from the pool: its lower-cased display name as the one keyword,
+        placed before the pool's rules, longest names first (so ``llama-8b-long`` is not taken by
+        ``llama-8b``). Router-R1's own pool reaches all its models and gets no derived rule, so its
+        resolution is unchanged (``docs/protocol.md`` §8).
+
+        Raises:
+            InvalidConfig: a listed model still does not resolve to itself in ``"router-r1"`` matching.
+        """
+        mode = name_matching or self.name_matching
         aliases = tuple((a, m.name) for m in self.models for a in (m.model_id, *m.aliases) if a)
-        return NameTable(
+        table = NameTable(
             names=self.names,
             listed=tuple(m.name for m in self.listed),
             exact_aliases=aliases,
             alias_rules=self.alias_rules,
-            name_matching=name_matching or self.name_matching,
+            name_matching=mode,
         )
+        if mode != "router-r1":
+            return table
+        unreached = [n for n in self.names if resolve_model(n, table) != n]
+        derived = tuple(AliasRule(keywords=(n.lower(),), model=n) for n in sorted(unreached, key=len, reverse=True))
+        table = replace(table, alias_rules=derived + self.alias_rules)
+        broken = [n for n in table.listed if resolve_model(n, table) != n]
+        if broken:
+            raise InvalidConfig(
+                f"pool {self.name!r}: with name_matching='router-r1' the listed model(s) {broken} cannot be routed "
+                "to by their own names; add alias_rules to the pool file or use name_matching='lenient'"
+            )
+        return table
 
     def profile_for(self, data_source: str) -> str | None:
         """Profile dataset mapped to ``data_source``, or ``None`` when the pool has no mapping for it."""

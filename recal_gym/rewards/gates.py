@@ -460,7 +460,7 @@ def _tokenise(text: str) -> list[tuple[str, str]]:
         if m is None or m.end() == pos:
             at = len(stripped) - len(stripped[pos:].lstrip())
             raise InvalidConfig(
-                f"gate {text!r}: unexpected text at column {at + 1}: {stripped[at:at + 12]!r}; "
+                f"gate {text!r}: unexpected text at column {at + 1}: {stripped[at : at + 12]!r}; "
                 "a gate is e.g. 'format == 0 and answer >= tau'"
             )
         kind = m.lastgroup or ""
@@ -565,8 +565,7 @@ def parse_gate(text: str | Gate) -> Gate:
         return text
     if not isinstance(text, str):
         raise InvalidConfig(
-            f"gate {text!r}: must be a string expression (e.g. 'format == 0') or a preset name "
-            f"{sorted(GATE_PRESETS)}"
+            f"gate {text!r}: must be a string expression (e.g. 'format == 0') or a preset name {sorted(GATE_PRESETS)}"
         )
     return _Parser(GATE_PRESETS.get(text.strip(), text)).parse()
 

@@ -45,8 +45,6 @@ _BATCH_DECAY = 0.9  # the suggested balance decay in "batch" mode (docs/rewards.
 _AUX_POS = "format_ok_and_answer_positive"
 
 
-
-
 def _component_entry(entry: Any, base: ComponentSpec | None, source: str) -> ComponentSpec:
     """A ``components`` entry of a spec file: a new component, or changes to ``base`` (same name)."""
     if not isinstance(entry, Mapping):
@@ -118,9 +116,7 @@ def _parse_components(value: Any, base: tuple[ComponentSpec, ...], source: str) 
     return tuple(out)
 
 
-def _by_component(
-    what: str, value: Any, spec_names: Sequence[str], source: str
-) -> Mapping[str, Any]:
+def _by_component(what: str, value: Any, spec_names: Sequence[str], source: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise InvalidConfig(f"{source}: {what}={value!r} must be a mapping by component name")
     for k in value:
@@ -320,8 +316,7 @@ def make_spec(preset: str | RewardSpec | Mapping[str, Any], **overrides: Any) ->
         return recal_spec(**overrides)
     hint = close_matches_hint(preset, PRESETS) if isinstance(preset, str) else ""
     raise InvalidConfig(
-        f"unknown reward preset {preset!r}; allowed: {list(PRESETS)} or a spec file "
-        f"({', '.join(SPEC_SUFFIXES)}).{hint}"
+        f"unknown reward preset {preset!r}; allowed: {list(PRESETS)} or a spec file ({', '.join(SPEC_SUFFIXES)}).{hint}"
     )
 
 

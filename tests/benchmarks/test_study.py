@@ -115,15 +115,16 @@ def test_setting_files_are_consistent(tmp_path: Path) -> None:
 
 
 def test_train_config_passes_recal_switches_and_new_fields() -> None:
-    from agents.grpo.config import TrainConfig
+    from agents.grpo.config import TrainConfig, apply_overrides
     from recal_gym.errors import InvalidConfig
 
-    cfg = TrainConfig(hierarchy=False, componentwise=False, variance_weighting=False, final_norm="batch")
-    rc = cfg.recal_config
+    setup = _module("study_setup")
+    cfg = apply_overrides(TrainConfig(), {k: v for arm in setup.ARMS.values() for k, v in arm.items()})
+    rc = cfg.recal
     assert (rc.hierarchy, rc.componentwise, rc.variance_weighting, rc.final_norm) == (False, False, False, "batch")
-    assert TrainConfig().recal_config.final_norm == "per_dataset"
+    assert TrainConfig().recal.final_norm == "per_dataset"
     assert TrainConfig(pool="pool.json", init_checkpoint="ws").to_dict()["init_checkpoint"] == "ws"
     with pytest.raises(InvalidConfig, match="final_norm"):
-        TrainConfig(final_norm="dataset")  # type: ignore[arg-type]
+        apply_overrides(TrainConfig(), {"recal.final_norm": "dataset"})
     with pytest.raises(InvalidConfig, match="hierarchy"):
-        TrainConfig(hierarchy="yes")  # type: ignore[arg-type]
+        apply_overrides(TrainConfig(), {"recal.hierarchy": "yes"})

@@ -405,3 +405,25 @@ def test_render_ansi() -> None:
     prompt, _ = env.reset(options={"question_id": "toy/0"})
     obs, *_ = env.step(route(QWEN))
     assert env.render() == prompt + route(QWEN) + obs
+
+
+def test_router_r1_reward_routes_on_a_pool_with_other_names() -> None:
+    """reward='router-r1' + a pool without Router-R1's names: routes execute and demos score."""
+    import dataclasses
+
+    from recal_gym.pools import default_pool_spec
+
+    base = default_pool_spec()
+    short = {"Qwen2.5-7B-Instruct": "qwen-7b", "LLaMA-3.1-70B-Instruct": "llama-70b", "Mistral-7B-Instruct": "m-7b"}
+    spec = dataclasses.replace(
+        base, models=tuple(dataclasses.replace(m, name=short[m.name]) for m in base.models if m.name in short),
+        alias_rules=(),
+    )  # fmt: skip
+    env = RouterQAEnv(pool=spec, reward="router-r1")
+    prompt, info = env.reset(seed=0)
+    question = prompt.rsplit("Question: ", 1)[-1].strip()
+    _, _, _, _, info = env.step(f"<think>a</think><search> llama-70b:{question} </search>")
+    assert info["route_outcome"] == "executed" and info["model"] == "llama-70b"
+    _, reward, term, _, info = env.step("<think>b</think><answer> x </answer>")
+    assert term and info["format_ok"] and info["n_calls"] == 1.0
+    assert reward > -1.0

@@ -45,9 +45,7 @@ def test_default_async_vector_env_fails_at_construction_naming_shared_memory_fal
 
 @pytest.mark.slow
 def test_async_vector_env_with_shared_memory_false_plays_episodes() -> None:
-    envs = gym.make_vec(
-        "RouterQA-v0", num_envs=2, vectorization_mode="async", vector_kwargs={"shared_memory": False}
-    )
+    envs = gym.make_vec("RouterQA-v0", num_envs=2, vectorization_mode="async", vector_kwargs={"shared_memory": False})
     obs, infos = envs.reset(seed=0)
     assert all(isinstance(o, str) and "Question: " in o for o in obs)
     obs, rewards, terminated, truncated, infos = envs.step(["<think>a</think>\n<answer> x </answer>"] * 2)

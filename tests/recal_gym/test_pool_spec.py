@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,7 +14,8 @@ from recal_gym.errors import InvalidConfig, UnknownModel
 from recal_gym.pools import Pool, PoolSpec, default_pool_spec, load_pool_spec
 from recal_gym.pools.base import BACKEND_ENTRY_POINTS, build_pool, register_backend
 from recal_gym.pools.options import PoolOptions, SimulatedConfig
-from recal_gym.types import CallRequest, CallResult, QARow
+from recal_gym.resolver import resolve_model
+from recal_gym.types import AliasRule, CallRequest, CallResult, QARow
 
 ENTRY = {"name": "Tiny", "descriptor": "A tiny model.", "price_per_1m_output": 0.5, "backend": "openai"}
 
@@ -257,3 +259,45 @@ def test_yaml_integers_and_nulls_still_load(tmp_path: Path) -> None:
     model = load_pool_spec(path).models[0]
     assert (model.price_per_1m_output, model.temperature, model.model_id) == (1.0, 0.0, "")
     assert isinstance(model.temperature, float)
+
+
+# ---------------------------------------------------------------------- router-r1 matching on other pools
+def _renamed(names: dict[str, str], rules: tuple = ()) -> PoolSpec:
+    base = default_pool_spec()
+    models = tuple(dataclasses.replace(m, name=names[m.name]) for m in base.models if m.name in names)
+    return dataclasses.replace(base, models=models, alias_rules=rules)
+
+
+COMPACT = {
+    "Qwen2.5-7B-Instruct": "qwen-7b",
+    "LLaMA-3.1-8B-Instruct": "llama-8b",
+    "LLaMA-3.1-70B-Instruct": "llama-70b",
+    "Mistral-7B-Instruct": "mistral-7b",
+}
+
+
+def test_router_r1_matching_derives_rules_for_a_pool_with_other_names() -> None:
+    table = _renamed(COMPACT).name_table("router-r1")
+    for name in COMPACT.values():
+        assert resolve_model(name, table) == name
+        assert resolve_model(f" {name.upper()} ", table) == name  # Router-R1 lower-cases NAME
+    assert resolve_model("gpt-4", table) is None
+
+
+def test_derived_rules_come_first_and_longest_first() -> None:
+    rules = (AliasRule(keywords=("qwen",), model="Qwen2.5-7B-Instruct"),)  # Router-R1's rule, model not in pool
+    names = {"Qwen2.5-7B-Instruct": "qwen-7b", "LLaMA-3.1-8B-Instruct": "qwen-7b-long"}
+    table = _renamed(names, rules).name_table("router-r1")
+    assert resolve_model("qwen-7b-long", table) == "qwen-7b-long"
+    assert resolve_model("qwen-7b", table) == "qwen-7b"
+
+
+def test_router_r1_pool_gets_no_derived_rule() -> None:
+    spec = default_pool_spec()
+    assert spec.name_table("router-r1").alias_rules == spec.alias_rules
+
+
+def test_unroutable_router_r1_pool_fails_at_construction() -> None:
+    names = {"Qwen2.5-7B-Instruct": "Qwen", "LLaMA-3.1-8B-Instruct": "qwen"}
+    with pytest.raises(InvalidConfig, match=r"cannot be routed to by their own names.*alias_rules"):
+        _renamed(names).name_table("router-r1")

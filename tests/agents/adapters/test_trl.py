@@ -207,8 +207,8 @@ def test_trl_recal_advantages_equal_the_agents_estimator(trained: tuple[Any, Log
 @pytest.mark.slow
 def test_an_episode_in_trl_equals_the_env_played_directly(trained: tuple[Any, LoggingEngines]) -> None:
     """Replay the last batch's sampled turns in fresh envs, in the rollout's lockstep order."""
+    from agents.grpo.build import build_envs
     from agents.grpo.config import preset
-    from agents.grpo.learner import build_envs
     from agents.grpo.rollout import TextCodec
 
     trainer, engines = trained

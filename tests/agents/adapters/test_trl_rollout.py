@@ -15,8 +15,8 @@ import torch
 
 from agents.adapters.trl_rollout import RouterQARollout, rollout_reward_funcs, routerqa_rows
 from agents.eval.baselines import question_from_prompt
+from agents.grpo.build import build_envs
 from agents.grpo.config import preset
-from agents.grpo.learner import build_envs
 from agents.grpo.rollout import TextCodec
 from agents.models.tiny_model import build_tiny_model, build_tiny_tokenizer, load_tiny_tokenizer
 from recal_gym.errors import InvalidConfig, InvalidData
@@ -96,9 +96,7 @@ def test_episodes_equal_the_env_played_directly_with_the_same_turns(tokenizer: A
     assert out["raw_format"][4] == -1.0  # the junk question breaks the format
 
 
-def test_reward_state_is_updated_once_per_batch_and_pushed_to_every_env(
-    tokenizer: Any, questions: list[str]
-) -> None:
+def test_reward_state_is_updated_once_per_batch_and_pushed_to_every_env(tokenizer: Any, questions: list[str]) -> None:
     rollout = _rollout(tokenizer, questions, n_envs=6)
     rows = routerqa_rows(rollout.envs[0], questions[:3])
     prompts = [r["prompt"] for r in rows for _ in range(2)]

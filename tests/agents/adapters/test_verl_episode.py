@@ -92,9 +92,7 @@ def _replay(episodes: RouterQAEpisodes, engine: ScriptedEngine, qid: str) -> tup
             return ids, mask, {**info, "reward": reward}, splices
 
 
-def test_concurrent_episodes_equal_the_env_played_directly(
-    episodes: RouterQAEpisodes, questions: list[str]
-) -> None:
+def test_concurrent_episodes_equal_the_env_played_directly(episodes: RouterQAEpisodes, questions: list[str]) -> None:
     engine = ScriptedEngine(episodes.codec.tokenizer, _kinds(episodes, questions))
     server = FakeServer(engine)
     params = {"temperature": 1.0, "top_p": 1.0, "logprobs": True}

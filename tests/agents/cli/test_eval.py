@@ -7,6 +7,9 @@ import json
 import re
 import sys
 import types
+from pathlib import Path
+
+import pytest
 
 from agents.cli import main
 from agents.eval.baselines import SingleModelRouter
@@ -70,26 +73,149 @@ def test_unknown_router_exits_with_the_choices(capsys):
 def test_sb3_hook_loads_a_router_from_the_plugin_module(monkeypatch, tmp_path, capsys):
     seen = []
 
-    def load_router(path: str) -> SingleModelRouter:
-        seen.append(path)
+    def load_router(path: str, **options) -> SingleModelRouter:
+        seen.append((path, options))
         return SingleModelRouter(model="Mistral-7B-Instruct", name="sb3:fake")
 
-    fake = types.ModuleType("agents.adapters.sb3")
+    fake = types.ModuleType("agents.adapters.sb3_router")
     fake.load_router = load_router  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "agents.adapters.sb3", fake)
+    monkeypatch.setitem(sys.modules, "agents.adapters.sb3_router", fake)
     (tmp_path / "model.zip").write_bytes(b"")
-    text = run(capsys, "--no-files", "--router", f"sb3:{tmp_path / 'model.zip'}")
-    assert seen == [str(tmp_path / "model.zip")]
+    text = run(capsys, "--no-files", "--router", f"sb3:{tmp_path / 'model.zip'}", "--seed", "4")
+    assert seen == [(str(tmp_path / "model.zip"), {"sample": False, "temperature": None, "seed": 4})]
     assert "| sb3:fake | all | 6 |" in text
 
 
 def test_checkpoint_hook_names_the_missing_module(monkeypatch, tmp_path, capsys):
-    monkeypatch.setitem(sys.modules, "agents.grpo.learner", None)  # import fails with ModuleNotFoundError
+    monkeypatch.setitem(sys.modules, "agents.eval.policy_router", None)  # import fails with ModuleNotFoundError
     assert main([*SMALL, "--no-files", "--router", f"checkpoint:{tmp_path}"]) == 2
-    assert "needs the module agents.grpo.learner, which is not installed" in capsys.readouterr().err
+    assert "needs the module agents.eval.policy_router, which is not installed" in capsys.readouterr().err
 
 
 def test_checkpoint_hook_names_the_missing_function(monkeypatch, tmp_path, capsys):
-    monkeypatch.setitem(sys.modules, "agents.grpo.learner", types.ModuleType("agents.grpo.learner"))
+    monkeypatch.setitem(sys.modules, "agents.eval.policy_router", types.ModuleType("agents.eval.policy_router"))
     assert main([*SMALL, "--no-files", "--router", f"checkpoint:{tmp_path}"]) == 2
-    assert "agents.grpo.learner.load_router(path)" in capsys.readouterr().err
+    assert "agents.eval.policy_router.load_router(path)" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- trained policies
+QUIET = ["--no-progress", "--no-tensorboard", "--no-plot", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny run made by ``recal-gym train`` (shortened): checkpoint/, warmstart/ and policy/."""
+    out = tmp_path_factory.mktemp("run")
+    args = ["train", "--preset", "tiny", "--steps", "2", "--warmstart-steps", "30", "--warmstart-batch", "8",
+            "--questions-per-step", "2", "--group-size", "4", "--out", str(out), *QUIET]  # fmt: skip
+    assert main(args) == 0
+    return out
+
+
+@pytest.mark.slow
+def test_eval_runs_trained_checkpoints_through_the_cli(trained_run: Path, tmp_path: Path, capsys) -> None:
+    js = tmp_path / "r.json"
+    routers = [f"checkpoint:{trained_run}", f"checkpoint:{trained_run}/warmstart", f"checkpoint:{trained_run}/policy"]
+    text = run(capsys, "--no-files", "--json", str(js), "--eval-batch", "4",
+               *[a for r in routers for a in ("--router", r)], "--router", "random")  # fmt: skip
+    reports = json.loads(js.read_text())
+    assert [r["router"] for r in reports] == [*routers, "random"]
+    assert f"| checkpoint:{trained_run} | all | 6 |" in text
+    assert reports[0]["overall"] == reports[2]["overall"]  # the last checkpoint and the exported policy agree
+    assert all(r["overall"]["n"] == 6 for r in reports)
+
+
+class _ScriptedEngine:
+    """Routes on the first turn and answers on the next; records every context it is given."""
+
+    def __init__(self, codec) -> None:
+        self.codec = codec
+        self.contexts: list[list[int]] = []
+
+    def generate(self, contexts, params, generator):
+        from agents.grpo.engines import Sample
+
+        out = []
+        for c in contexts:
+            self.contexts.append(list(c))
+            routed = "<think>ZZ</think>" in self.codec.decode(c)
+            text = (
+                "<think>b</think><answer> Paris </answer>"
+                if routed
+                else ("<think>ZZ</think><search> Qwen2.5-7B-Instruct: capital of France </search> tail")
+            )
+            ids = self.codec.encode(text)
+            out.append(Sample(ids, [-1.0] * len(ids)))
+        return out
+
+    def sync_weights(self, model) -> None:
+        pass
+
+
+@pytest.mark.slow
+def test_batched_and_one_at_a_time_play_build_the_same_contexts(trained_run: Path) -> None:
+    """Kept prefixes, observations and final infos agree between ``act`` and ``play_batch``."""
+    from agents.eval.evaluation import run_episode
+    from agents.eval.policy_router import load_router
+    from envs.router_qa import RouterQAEnv
+    from envs.vector import RouterQAVectorEnv
+
+    router = load_router(trained_run)
+    kwargs = {**router.env_kwargs(), "max_turn_tokens": 256}  # room for the scripted byte-level route
+    env = RouterQAEnv(**kwargs)
+    ids = list(env.questions.ids()[::200])[:6]
+    router.engine = one = _ScriptedEngine(router.codec)
+    seq = [run_episode(env, router, q) for q in ids]
+    venv = RouterQAVectorEnv(4, dataset=env.questions, pool=env.pool, **kwargs)
+    router.engine = many = _ScriptedEngine(router.codec)
+    bat = [i for s in (0, 4) for i in router.play_batch(venv, ids[s : s + 4])]
+    assert sorted(one.contexts) == sorted(many.contexts)
+    assert len(one.contexts) == 12 and all(i["n_calls"] == 1.0 for i in seq)
+    for a, b in zip(seq, bat, strict=True):
+        assert a["episode_record"]["transcript"] == b["episode_record"]["transcript"]
+        assert (a["em"], a["raw_cost"], a["format_ok"]) == (b["em"], b["raw_cost"], b["format_ok"])
+    assert "tail" not in router.codec.decode(one.contexts[1])  # the cut tail never reaches the next context
+
+
+@pytest.mark.slow
+def test_sampling_flags_reach_the_policy(trained_run: Path, tmp_path: Path, capsys) -> None:
+    from agents.eval.policy_router import load_router
+
+    assert load_router(trained_run).params.top_k == 1  # greedy by default
+    sampled = load_router(trained_run, sample=True, temperature=0.7)
+    assert (sampled.params.temperature, sampled.params.top_k) == (0.7, 0)
+    outs = []
+    for name in ("a", "b"):
+        js = tmp_path / f"{name}.json"
+        run(capsys, "--no-files", "--json", str(js), "--router", f"checkpoint:{trained_run}", "--temperature", "1.5")
+        outs.append(json.loads(js.read_text()))
+    assert outs[0] == outs[1]  # sampled evaluation repeats under the same --seed
+
+
+def test_split_flags_pick_held_out_questions(capsys, tmp_path: Path) -> None:
+    from recal_gym.data import load_questions
+    from recal_gym.data.sampling import train_test_split
+
+    js = tmp_path / "r.json"
+    run(capsys, "--no-files", "--json", str(js), "--router", "direct", "--split", "heldout",
+        "--heldout-fraction", "0.1", "--split-seed", "3", "--n", "1000")  # fmt: skip
+    _, test = train_test_split(load_questions("embedded").rows, 0.1, 3)
+    assert json.loads(js.read_text())[0]["overall"]["n"] == len(test)
+    capsys.readouterr()
+    assert main([*SMALL, "--no-files", "--router", "direct", "--split", "heldout"]) == 2
+    assert "--split heldout needs --heldout-fraction in (0, 1)" in capsys.readouterr().err
+
+
+def test_bad_policy_flags_are_one_line_errors(capsys) -> None:
+    assert main([*SMALL, "--no-files", "--router", "direct", "--temperature", "-1"]) == 2
+    assert "--temperature must be > 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        main([*SMALL, "--no-files", "--router", "direct", "--eval-batch", "0"])
+    assert stop.value.code == 2
+    assert "argument --eval-batch: must be an integer >= 1, got 0" in capsys.readouterr().err
+
+
+def test_checkpoint_router_names_the_accepted_formats(tmp_path: Path, capsys) -> None:
+    assert main([*SMALL, "--no-files", "--router", f"checkpoint:{tmp_path}"]) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"not a learner checkpoint.*run directory.*policy\.json", err), err

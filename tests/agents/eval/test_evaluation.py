@@ -248,3 +248,12 @@ def test_plots_are_written_as_png(tmp_path):
         data = path.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n"
         assert len(data) > 5000
+
+
+def test_calls_per_model_shows_the_model_choice(env, ids):
+    single = evaluate(env, SingleModelRouter(model="Mixtral-8x22B-Instruct"), ids).overall
+    assert single.calls_per_model == {"Mixtral-8x22B-Instruct": 1.0}
+    spread = evaluate(env, RandomRouter(models=list(default_pool_spec().names), seed=1), ids).overall
+    assert len(spread.calls_per_model) > 1
+    assert sum(spread.calls_per_model.values()) == pytest.approx(spread.calls)
+    assert evaluate(env, DirectRouter(), ids).overall.calls_per_model == {}

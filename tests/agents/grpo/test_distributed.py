@@ -10,9 +10,10 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from agents.grpo.build import build_env
 from agents.grpo.config import preset
 from agents.grpo.distributed import DistContext, all_gather_cat, shard
-from agents.grpo.learner import Learner, build_envs
+from agents.grpo.learner import Learner
 from agents.grpo.rollout import RolloutBatch
 from recal_gym.errors import InvalidConfig
 
@@ -27,8 +28,8 @@ def _learner(model_dir: Path, ctx: DistContext) -> Learner:
 
     tok = load_tiny_tokenizer(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True)
-    envs = build_envs(CFG, tok, max(CFG.batch_size // ctx.world_size, CFG.warmstart_batch))
-    learner = Learner(CFG, model=model, tokenizer=tok, envs=envs, ctx=ctx)
+    env = build_env(CFG, tok, max(CFG.batch_size // ctx.world_size, CFG.warmstart_batch))
+    learner = Learner(CFG, model=model, tokenizer=tok, env=env, ctx=ctx)
     learner.optimizer = torch.optim.SGD(learner.trainable, lr=LR)  # linear in the gradient: compare updates
     return learner
 

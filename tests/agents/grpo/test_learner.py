@@ -9,9 +9,9 @@ import math
 import pytest
 import torch
 
-from agents.grpo.config import PRESETS, TrainConfig, load_config, preset
-from agents.grpo.learner import Learner, build_envs, load_policy
-from recal_gym.errors import InvalidConfig, UnknownComponent, UnknownName
+from agents.grpo.build import build_env, load_policy
+from agents.grpo.config import TrainConfig, preset
+from agents.grpo.learner import Learner
 from recal_gym.rewards.state import RewardState
 from recal_gym.types import EpisodeRecord
 
@@ -47,7 +47,7 @@ def make(policy, cfg: TrainConfig = SMALL) -> Learner:
     """A fresh learner on a copy of the initial policy (as if built in a new process)."""
     model, tok = policy
     n = max(cfg.batch_size, cfg.warmstart_batch)
-    return Learner(cfg, model=copy.deepcopy(model), tokenizer=tok, envs=build_envs(cfg, tok, n))
+    return Learner(cfg, model=copy.deepcopy(model), tokenizer=tok, env=build_env(cfg, tok, n))
 
 
 @pytest.fixture
@@ -80,16 +80,16 @@ def test_micro_batches_give_the_full_batch_update(policy) -> None:
         torch.testing.assert_close(results[0][name], results[1][name], rtol=1e-4, atol=1e-7)
 
 
-def test_batch_mode_reward_state_is_pushed_to_every_env(learner: Learner) -> None:
+def test_batch_mode_reward_state_is_the_learners_shared_object(learner: Learner) -> None:
     batch = learner.demos(8)
-    start = learner.envs[0].unwrapped.reward_state_dict()
-    expected = learner.envs[0].unwrapped.reward_state.copy()
+    start = learner.reward_state.state_dict()
+    expected = learner.reward_state.copy()
     expected.update_batch([EpisodeRecord.from_dict(r) for r in batch.records])
     learner._update_reward_state(batch.records)
-    states = [env.unwrapped.reward_state_dict() for env in learner.envs]
-    assert all(s == expected.state_dict() for s in states)
-    assert states[0] != start  # routed demos moved the balance EMA / cost window
-    assert isinstance(learner.envs[0].unwrapped.reward_state, RewardState)
+    assert learner.reward_state.state_dict() == expected.state_dict()
+    assert learner.reward_state.state_dict() != start  # routed demos moved the balance EMA / cost window
+    assert learner.env.reward_state is learner.reward_state  # the vector env scores with the same object
+    assert isinstance(learner.reward_state, RewardState)
 
 
 def _strip_time(records: list[dict[str, float]]) -> list[dict[str, float]]:
@@ -115,7 +115,7 @@ def test_checkpoint_kill_resume_matches_an_uninterrupted_run(policy, tmp_path) -
     for (name, p), q in zip(straight.model.named_parameters(), resumed.model.parameters(), strict=True):
         assert torch.equal(p, q), name
     assert resumed.calibration.state_dict() == straight.calibration.state_dict()
-    assert resumed.envs[0].unwrapped.reward_state_dict() == straight.envs[0].unwrapped.reward_state_dict()
+    assert resumed.reward_state.state_dict() == straight.reward_state.state_dict()
 
 
 def _z(before: torch.Tensor, after: torch.Tensor) -> tuple[float, float]:
@@ -149,55 +149,6 @@ def test_training_raises_mean_reward_on_the_embedded_env(policy) -> None:
     assert last > first
 
 
-# ---------------------------------------------------------------------- configuration
-def test_presets_match_the_documented_table() -> None:
-    tiny, smol, qwen = PRESETS["tiny"], PRESETS["smollm2-cpu"], PRESETS["qwen2.5-3b-gpu"]
-    assert (tiny.questions_per_step, tiny.group_size, tiny.steps, tiny.lr) == (4, 8, 50, 1e-3)
-    assert (tiny.max_routed_turns, tiny.max_new_tokens, tiny.max_obs_tokens, tiny.kl_coef) == (1, 24, 64, 0.0)
-    assert (smol.questions_per_step, smol.group_size, smol.steps, smol.lr) == (2, 4, 20, 1e-5)
-    assert (qwen.questions_per_step, qwen.group_size, qwen.steps, qwen.lr, qwen.kl_coef) == (64, 8, 225, 1e-6, 0.001)
-    assert (qwen.minibatches, qwen.max_new_tokens, qwen.max_obs_tokens, qwen.engine) == (2, 1024, 600, "vllm")
-    assert tiny.dataset_stats == smol.dataset_stats == "running"
-    assert tiny.batch_size == 32
-    assert tiny.recal_config.dataset_stats == "running"
-
-
-def test_load_config_file_and_overrides(tmp_path) -> None:
-    path = tmp_path / "run.yaml"
-    path.write_text("preset: smollm2-cpu\nsteps: 3\nlr: 0.002\n")
-    cfg = load_config("tiny", file=path, overrides={"seed": 7, "steps": None})
-    assert (cfg.name, cfg.steps, cfg.lr, cfg.seed) == ("smollm2-cpu", 3, 0.002, 7)
-    json_path = tmp_path / "run.json"
-    json_path.write_text('{"group_size": 3}')
-    assert load_config(file=json_path).group_size == 3
-
-
-@pytest.mark.parametrize(
-    ("changes", "error", "match"),
-    [
-        ({"group_size": 1}, InvalidConfig, "group_size"),
-        ({"steps": 0}, InvalidConfig, "steps"),
-        ({"lr": -1.0}, InvalidConfig, "lr"),
-        ({"top_p": 0.0}, InvalidConfig, "top_p"),
-        ({"estimator": "ppo"}, InvalidConfig, "estimator"),
-        ({"loss_agg": "sum"}, InvalidConfig, "loss_agg"),
-        ({"answer_threshold": 2.0}, InvalidConfig, "answer_threshold"),
-        ({"warmstart_direct_share": 1.5}, InvalidConfig, "warmstart_direct_share"),
-    ],
-)
-def test_config_validation(changes, error, match) -> None:
-    with pytest.raises(error, match=match):
-        dataclasses.replace(TrainConfig(), **changes)
-
-
-def test_unknown_names_are_rejected(tmp_path) -> None:
-    with pytest.raises(UnknownName, match="tiny"):
-        preset("tinny")
-    with pytest.raises(InvalidConfig, match="unknown TrainConfig field"):
-        load_config("tiny", overrides={"stepz": 3})
-    assert issubclass(UnknownComponent, Exception)
-
-
 def test_demos_mask_information_splices(learner: Learner) -> None:
     batch = learner.demos(8)
     info_open = learner.codec.tokenizer.convert_tokens_to_ids("<information>")
@@ -212,3 +163,92 @@ def test_lora_wraps_the_policy_and_trains_only_adapters(tmp_path) -> None:
     model, _ = load_policy(dataclasses.replace(SMALL, lora_rank=2), tmp_path)
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
+
+
+# ---------------------------------------------------------------------- item 3/5 switches
+def test_one_pool_batch_per_turn_through_the_learner(policy) -> None:
+    from recal_gym.pools import build_pool
+    from recal_gym.pools.options import PoolOptions
+    from tests.agents.grpo.test_rollout import RecordingPool
+
+    model, tok = policy
+    pool = RecordingPool(build_pool(None, PoolOptions(seed=0)))
+    cfg = dataclasses.replace(SMALL, max_new_tokens=256)  # room for a whole byte-level route turn
+    lrn = Learner(cfg, model=copy.deepcopy(model), tokenizer=tok, env=build_env(cfg, tok, 8, pool=pool))
+    batch = lrn.demos(8)  # 4 direct answers, 4 routes (balanced plan), one routed turn
+    assert pool.batches == [4]
+    assert sum(len(r) for r in batch.routes) == 4
+    assert len({r[0][0] for r in batch.routes if r}) == 4  # four different models demonstrated
+
+
+def test_warm_start_stops_on_its_criteria_and_reports_the_budget(policy) -> None:
+    cfg = dataclasses.replace(
+        SMALL, warmstart_steps=6, warmstart_min_steps=2, warmstart_probe_every=1, warmstart_probe_questions=4,
+        warmstart_max_format_error=1.0,  # met at the first probe: stop after warmstart_min_steps
+    )  # fmt: skip
+    lrn = make(policy, cfg)
+    records = lrn.warm_start()
+    assert len(records) == 2 and lrn.warmstart_done
+    assert records[-1]["warmstart/steps_total"] == 2.0 and records[-1]["warmstart/stopped_early"] == 1.0
+    assert "probe/format_error" in records[-1] and "probe/format_error" not in records[0]
+    strict = make(policy, dataclasses.replace(cfg, warmstart_max_format_error=0.0, warmstart_steps=3))
+    records = strict.warm_start()  # an untrained policy never passes: the whole budget is used
+    assert len(records) == 3 and records[-1]["warmstart/stopped_early"] == 0.0
+    assert all(r["warmstart/criteria_met"] == 0.0 for r in records[1:])
+
+
+def test_dynamic_sampling_refills_zero_variance_groups(policy) -> None:
+    """The untrained tiny policy scores -1 in every group: all groups are zero-variance, refills are tried."""
+    cfg = dataclasses.replace(SMALL, dynamic_sampling=True, dynamic_sampling_rounds=2, warmstart_steps=0)
+    lrn = make(policy, cfg)
+    metrics = lrn.step()
+    assert metrics["sampling/zero_var_first"] == 1.0
+    assert metrics["sampling/rounds"] == 2.0 and metrics["sampling/extra_groups"] == 4.0
+    assert metrics["sampling/zero_var_final"] == 1.0
+    assert metrics["episode/return"] == -1.0  # the batch keeps its size: topped up with zero-variance groups
+    off = make(policy, dataclasses.replace(cfg, dynamic_sampling=False)).step()
+    assert not any(k.startswith("sampling/") for k in off)
+
+
+def test_kl_reference_is_the_warm_started_policy(policy) -> None:
+    from agents.grpo.config import apply_overrides
+
+    cfg = apply_overrides(SMALL, {"loss.kl_coef": 0.1})
+    model, tok = policy
+    ref = copy.deepcopy(model).eval()
+    lrn = Learner(cfg, model=copy.deepcopy(model), tokenizer=tok, env=build_env(cfg, tok, 8), ref_model=ref)
+    lrn.warm_start()
+    for (name, p), q in zip(lrn.model.named_parameters(), lrn.ref_model.parameters(), strict=True):
+        assert torch.equal(p, q), name
+    metrics = lrn.step()
+    assert metrics["loss/kl"] >= 0.0 and math.isfinite(metrics["loss/kl"])
+
+
+def test_route_scoped_entropy_bonus_acts_on_route_tokens_only(policy) -> None:
+    from agents.grpo.config import apply_overrides
+
+    base = {"loss.entropy_coef": 0.5, "max_new_tokens": 256}
+    routed = make(policy, apply_overrides(SMALL, {**base, "loss.entropy_scope": "route"}))
+    everywhere = make(policy, apply_overrides(SMALL, base))
+    batch = _demo_batch(routed)
+    r, a = routed.update(batch), everywhere.update(batch)
+    assert r["policy/route_entropy"] > 0.0  # routed demos spell model names
+    # token-mean aggregation: loss/entropy = mean over policy tokens of the (masked) entropy
+    assert 0.0 < r["loss/entropy"] < a["loss/entropy"]
+
+
+@pytest.fixture
+def custom_estimator():
+    from agents.grpo.advantages import make_estimator, register_estimator, unregister_estimator
+
+    register_estimator("rloo_alias", lambda config: make_estimator("rloo", config))
+    yield "rloo_alias"
+    unregister_estimator("rloo_alias")
+
+
+def test_a_registered_estimator_trains(policy, custom_estimator: str) -> None:
+    lrn = make(policy, dataclasses.replace(SMALL, estimator=custom_estimator))
+    before = _params(lrn)
+    metrics = lrn.update(_demo_batch(lrn))
+    assert math.isfinite(metrics["loss/total"])
+    assert any(not torch.equal(before[n], p) for n, p in _params(lrn).items())

@@ -11,10 +11,10 @@ from agents.grpo.engines import HFEngine, Sample, SamplingParams, common_prefix_
 from agents.grpo.losses import token_policy_loss
 from agents.grpo.rollout import TextCodec, collect_rollouts
 from agents.models.tiny_model import build_tiny_model, load_tiny_tokenizer
-from envs.router_qa import RouterQAEnv
+from envs.vector import RouterQAVectorEnv
 from recal_gym.data import load_questions
 from recal_gym.errors import InvalidConfig
-from recal_gym.pools import build_pool
+from recal_gym.pools import Pool, build_pool
 from recal_gym.pools.options import PoolOptions
 from recal_gym.rewards import make_spec
 
@@ -38,13 +38,24 @@ def questions():
     return load_questions("embedded")
 
 
-def _envs(tok, questions, n: int) -> list[RouterQAEnv]:
-    pool = build_pool(None, PoolOptions(seed=0))
+def _envs(tok, questions, n: int, pool=None, turns: int = 1) -> RouterQAVectorEnv:
+    pool = pool or build_pool(None, PoolOptions(seed=0))
     spec = make_spec("recal", update_mode="batch")
-    return [
-        RouterQAEnv(questions, pool=pool, reward=spec, max_routed_turns=1, max_start_length=4096, token_counter=tok)
-        for _ in range(n)
-    ]
+    return RouterQAVectorEnv(
+        n, dataset=questions, pool=pool, reward=spec, max_routed_turns=turns, max_start_length=4096, token_counter=tok
+    )
+
+
+class RecordingPool(Pool):
+    """A pool that records the size of every ``call_batch`` it serves."""
+
+    def __init__(self, pool: Pool) -> None:
+        super().__init__(pool.spec, pool.backends)
+        self.batches: list[int] = []
+
+    def call_batch(self, requests):
+        self.batches.append(len(requests))
+        return super().call_batch(requests)
 
 
 class ScriptedEngine:
@@ -145,6 +156,40 @@ def test_tail_after_the_cut_is_dropped_from_ids_and_context(tiny, questions) -> 
     assert second_ctx[: len(first_ctx) + len(kept)] == first_ctx + kept
     assert "junk" not in codec.decode(second_ctx[len(first_ctx) :])
     assert batch.loss_mask[0].sum() == len(kept) + len(turn2)
+
+
+def test_each_turn_sends_its_calls_to_the_pool_as_one_batch(tiny, questions) -> None:
+    """Three trajectories route twice, then answer: two pool batches of three calls, none when answering."""
+    _, tok = tiny
+    codec = TextCodec(tok)
+    qids = list(questions.ids()[:3])
+    route = codec.encode("<think>a</think>\n<search> Qwen2.5-7B-Instruct: capital of France </search>")
+    answer = codec.encode("<think>b</think>\n<answer> z </answer>")
+    pool = RecordingPool(build_pool(None, PoolOptions(seed=0)))
+    env = _envs(tok, questions, 4, pool=pool, turns=2)  # one sub-env more than trajectories: it stays idle
+    batch = collect_rollouts(
+        env, ScriptedEngine([route, route, answer]), codec, qids, [0, 0, 1], PARAMS, torch.Generator(),
+        source_names=questions.datasets(),
+    )  # fmt: skip
+    assert pool.batches == [3, 3]
+    assert [len(r) for r in batch.routes] == [2, 2, 2]
+    assert batch.routes[0][0] == ("Qwen2.5-7B-Instruct", "capital of France")
+    assert batch.question_ids == tuple(qids)
+    # the model-name tokens of both routes, and nothing else, are marked as route tokens
+    names = batch.route_mask[0][batch.route_mask[0] == 1].numel()
+    assert names == 2 * len(codec.encode(" Qwen2.5-7B-Instruct"))
+    assert torch.all(batch.loss_mask[batch.route_mask == 1] == 1)
+
+
+def test_route_name_mask_marks_the_model_name_only(tiny) -> None:
+    _, tok = tiny
+    codec = TextCodec(tok)
+    ids = codec.encode("<think>x</think><search> Mistral-7B: who? </search>")
+    mask = codec.route_name_mask(ids)
+    marked = codec.decode([i for i, m in zip(ids, mask, strict=True) if m])
+    assert marked == " Mistral-7B"
+    answer = codec.encode("<think>x</think><answer> y </answer>")
+    assert codec.route_name_mask(answer) == [0.0] * len(answer)
 
 
 def test_shared_prefix_forward_equals_plain_forward(tiny) -> None:

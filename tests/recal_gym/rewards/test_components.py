@@ -280,6 +280,6 @@ def test_a_spec_file_defines_a_gate_predicate(predicate_spec: Path) -> None:
 def test_a_predicate_name_cannot_be_taken_twice(predicate_spec: Path, tmp_path: Path) -> None:
     load_spec(predicate_spec)
     other = tmp_path / "other.yaml"
-    other.write_text(PREDICATE_SPEC.replace("answered_in_words\", reads", "short_answer\", reads"))
+    other.write_text(PREDICATE_SPEC.replace('answered_in_words", reads', 'short_answer", reads'))
     with pytest.raises(InvalidConfig, match="registered already with another function"):
         load_spec(other)

@@ -1,0 +1,313 @@
+"""Demonstration: SmolLM2-135M learns to route, trained and evaluated from the CLI (``benchmarks/DEMO.md``).
+
+One command::
+
+    python benchmarks/demo_smollm2.py --out benchmarks/results/demo_smollm2
+
+For each seed it runs ``recal-gym train --preset smollm2-cpu --set seed=<s>`` (warm start with stop
+criteria, then GRPO/ReCal on the training split of the embedded questions), then
+``recal-gym eval --split heldout`` on the fixed held-out questions (``heldout_fraction`` and
+``split_seed`` of the preset, never trained on) with ``--router checkpoint:<run>/warmstart`` and
+``--router checkpoint:<run>``. The baselines (every single model, random, oracle) are evaluated once on
+the same questions. It writes, under ``--out``:
+
+* ``results.json``: the exact commands, machine (load, cores, threads), versions and git commit, the
+  preset, per-seed held-out reports (EM, cost, per-dataset rows, calls per model) and timings, the
+  baselines, and the summary against the targets;
+* ``curves.png``: learning curves over RL steps (mean ± std over seeds) of EM, every reward
+  component, format error, related routes, zero-variance share and each model's share of routes;
+* ``heldout.png``: held-out EM and cost of warm start, final and baselines;
+* ``summary.md``: the tables; and ``runs/seed_<s>/``: each run's config and metric files.
+
+Checkpoints stay in ``--work`` (default a temporary directory), outside the repository.
+``--quick`` runs a smoke version (tiny policy, a few steps) to check the pipeline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+BASELINES = ["single:all", "random", "oracle"]
+
+
+def _cli(args: list[str], threads: int) -> tuple[float, float, str]:
+    """Run ``recal-gym <args>`` in a fresh process (this checkout's code).
+
+    Returns:
+        (wall seconds, CPU seconds of the child (user + system), stdout).
+    """
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "OMP_NUM_THREADS": str(threads),
+        "OMP_WAIT_POLICY": "PASSIVE",  # busy-waiting threads collapse on a shared machine
+        "TOKENIZERS_PARALLELISM": "false",
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+    }
+    start, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    proc = subprocess.run(
+        [sys.executable, "-m", "agents.cli", *args], env=env, capture_output=True, text=True, check=False
+    )
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise SystemExit(f"recal-gym {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return time.perf_counter() - start, cpu, proc.stdout
+
+
+def _machine(threads: int) -> dict[str, Any]:
+    import torch
+
+    return {
+        "load_1_5_15": list(os.getloadavg()),
+        "cpu_count": os.cpu_count(),
+        "threads": threads,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "git_commit": subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=False
+        ).stdout.strip(),
+    }
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def _split_flags(cfg: dict[str, Any]) -> list[str]:
+    return ["--split", "heldout", "--heldout-fraction", str(cfg["heldout_fraction"]), "--split-seed",
+            str(cfg["split_seed"]), "--n", "100000"]  # fmt: skip
+
+
+def _train_and_eval(args: argparse.Namespace, seed: int, preset_args: list[str], work: Path) -> dict[str, Any]:
+    run = work / f"seed_{seed}"
+    if run.exists():
+        shutil.rmtree(run)
+    train = ["train", *preset_args, "--set", f"seed={seed}", "--set", f"pool_seed={seed}", "--out", str(run),
+             "--threads", str(args.threads), "--no-progress", "--no-tensorboard"]  # fmt: skip
+    load_before = list(os.getloadavg())
+    train_s, train_cpu, train_out = _cli(train, args.threads)
+    cfg = json.loads((run / "config.json").read_text())
+    metrics = _read_jsonl(run / "metrics.jsonl")
+    warm = _read_jsonl(run / "warmstart.jsonl")
+    js = work / f"eval_seed_{seed}.json"
+    routers = ["--router", f"checkpoint:{run}/warmstart", "--router", f"checkpoint:{run}"]
+    evaluate = ["eval", *routers, *_split_flags(cfg), "--eval-batch", "32", "--seed", str(seed), "--pool-seed",
+                str(seed), "--json", str(js), "--no-files", "--no-progress"]  # fmt: skip
+    eval_s, eval_cpu, _ = _cli(evaluate, args.threads)
+    reports = json.loads(js.read_text())
+    kept = args.out / "runs" / f"seed_{seed}"
+    kept.mkdir(parents=True, exist_ok=True)
+    for name in ("config.json", "metrics.jsonl", "warmstart.jsonl", "curves.png", "curves_warmstart.png"):
+        if (run / name).exists():
+            shutil.copy(run / name, kept / name)
+    rl_s = sum(float(m.get("time/rollout_s") or 0.0) + float(m.get("time/update_s") or 0.0) for m in metrics)
+    return {
+        "seed": seed,
+        "commands": {"train": ["recal-gym", *train], "eval": ["recal-gym", *evaluate]},
+        "train_wall_s": train_s,
+        "train_cpu_s": train_cpu,
+        "rl_time_s": rl_s,
+        "rl_time_idle_estimate_s": rl_s * min(1.0, train_cpu / (args.threads * train_s)),
+        "eval_wall_s": eval_s,
+        "eval_cpu_s": eval_cpu,
+        "load_before": load_before,
+        "warmstart_steps": len(warm),
+        "warmstart_last": warm[-1] if warm else {},
+        "rl_steps": len(metrics),
+        "warm": reports[0],
+        "final": reports[1],
+        "train_summary": train_out.strip().splitlines()[-1] if train_out.strip() else "",
+        "load_after": list(os.getloadavg()),
+    }
+
+
+def _baselines(args: argparse.Namespace, cfg: dict[str, Any], work: Path) -> list[dict[str, Any]]:
+    js = work / "baselines.json"
+    routers = [a for r in BASELINES for a in ("--router", r)]
+    cmd = ["eval", *routers, *_split_flags(cfg), "--json", str(js), "--no-files", "--no-progress"]
+    _cli(cmd, 1)
+    return [{"command": ["recal-gym", *cmd], **r} for r in json.loads(js.read_text())]
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    n = len(values)
+    mean = sum(values) / n
+    var = sum((v - mean) ** 2 for v in values) / (n - 1) if n > 1 else 0.0
+    return mean, var**0.5
+
+
+def _summary(seeds: list[dict[str, Any]], baselines: list[dict[str, Any]], target: float) -> dict[str, Any]:
+    gains = [s["final"]["overall"]["em"] - s["warm"]["overall"]["em"] for s in seeds]
+    warm_m, warm_s = _mean_std([s["warm"]["overall"]["em"] for s in seeds])
+    final_m, final_s = _mean_std([s["final"]["overall"]["em"] for s in seeds])
+    singles = [b for b in baselines if b["router"].startswith("single:")]
+    best = max(singles, key=lambda b: b["overall"]["em"])
+    final_cost = _mean_std([s["final"]["overall"]["cost"] for s in seeds])[0]
+    return {
+        "warm_em": [warm_m, warm_s],
+        "final_em": [final_m, final_s],
+        "gain_per_seed": gains,
+        "gain_mean": sum(gains) / len(gains),
+        "target_gain": target,
+        "target_met": sum(gains) / len(gains) >= target and all(g > 0 for g in gains),
+        "every_seed_improved": all(g > 0 for g in gains),
+        "rl_time_s_per_seed": [s["rl_time_s"] for s in seeds],
+        "rl_time_idle_estimate_s_per_seed": [s["rl_time_idle_estimate_s"] for s in seeds],
+        "rl_time_target_met": all(s["rl_time_s"] <= 20 * 60 for s in seeds),
+        "rl_time_target_met_idle_estimate": all(s["rl_time_idle_estimate_s"] <= 20 * 60 for s in seeds),
+        "best_single": {"router": best["router"], "em": best["overall"]["em"], "cost": best["overall"]["cost"]},
+        "stretch_met": final_m >= best["overall"]["em"] - 0.03 and final_cost <= best["overall"]["cost"],
+        "final_cost_mean": final_cost,
+    }
+
+
+def _band(ax: Any, runs: list[list[dict[str, Any]]], key: str, label: str | None = None) -> None:
+    import numpy as np
+
+    steps = min(len(r) for r in runs)
+    if steps == 0 or not all(r[0].get(key) is not None for r in runs):
+        return
+    y = np.array([[float(r[i].get(key) or 0.0) for i in range(steps)] for r in runs])
+    m, s = y.mean(0), y.std(0)
+    ax.plot(range(steps), m, label=label or key)
+    ax.fill_between(range(steps), m - s, m + s, alpha=0.2)
+
+
+def _plot_curves(runs: list[list[dict[str, Any]]], models: list[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    comps = sorted({k.split("/")[1] for r in runs for k in r[0] if k.startswith("reward/") and k.endswith("/mean")})
+    panels = [
+        ("held-in EM (sampled)", ["episode/em"]),
+        ("reward components (mean)", [f"reward/{c}/mean" for c in comps]),
+        ("format error", ["episode/format_error"]),
+        ("related routes", ["route/related"]),
+        ("zero-variance groups before refill", ["sampling/zero_var_first"]),
+        ("share of routes per model", [f"route/share/{m}" for m in models]),
+    ]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(7, 2.6 * len(panels)), squeeze=False)
+    for ax, (title, keys) in zip(axes[:, 0], panels, strict=True):
+        for key in keys:
+            _band(ax, runs, key, key.rsplit("/", 1)[-1] if "share" in key else key.split("/")[1])
+        ax.set_title(title, fontsize=9)
+        ax.grid(alpha=0.3)
+        if len(keys) > 1:
+            ax.legend(fontsize=6, ncol=3)
+    axes[-1, 0].set_xlabel(f"RL step (mean ± std over {len(runs)} seeds)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _plot_heldout(seeds: list[dict[str, Any]], baselines: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for b in baselines:
+        ax.scatter(b["overall"]["cost"], b["overall"]["em"], marker="s", color="grey")
+        ax.annotate(b["router"].replace("single:", ""), (b["overall"]["cost"], b["overall"]["em"]), fontsize=6)
+    for key, color in (("warm", "tab:orange"), ("final", "tab:blue")):
+        xs = [s[key]["overall"]["cost"] for s in seeds]
+        ys = [s[key]["overall"]["em"] for s in seeds]
+        ax.scatter(xs, ys, color=color, label=f"{key} (one point per seed)")
+    ax.set_xlabel("mean cost per question (µ$)")
+    ax.set_ylabel("held-out EM")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _summary_md(result: dict[str, Any]) -> str:
+    lines = ["| router | EM | cost (µ$) | format err | calls per model |", "|---|---:|---:|---:|---|"]
+
+    def row(name: str, o: dict[str, Any]) -> str:
+        calls = ", ".join(f"{m}: {c:.2f}" for m, c in sorted(o.get("calls_per_model", {}).items()))
+        return f"| {name} | {o['em']:.3f} | {o['cost']:.1f} | {o['format_error_rate']:.3f} | {calls} |"
+
+    for s in result["seeds"]:
+        lines.append(row(f"seed {s['seed']} warm start", s["warm"]["overall"]))
+        lines.append(row(f"seed {s['seed']} final", s["final"]["overall"]))
+    for b in result["baselines"]:
+        lines.append(row(b["router"], b["overall"]))
+    sm = result["summary"]
+    lines += [
+        "",
+        f"Held-out questions: {result['seeds'][0]['final']['overall']['n']}. Mean EM warm start "
+        f"{sm['warm_em'][0]:.3f} ± {sm['warm_em'][1]:.3f}, final {sm['final_em'][0]:.3f} ± {sm['final_em'][1]:.3f}; "
+        f"gain per seed {[round(g, 3) for g in sm['gain_per_seed']]} (target +{sm['target_gain']}: "
+        f"{'met' if sm['target_met'] else 'not met'}). RL time per seed (s, wall on the shared machine): "
+        f"{[round(t) for t in sm['rl_time_s_per_seed']]}; idle-machine estimate (wall x CPU share): "
+        f"{[round(t) for t in sm['rl_time_idle_estimate_s_per_seed']]}.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the demonstration; see the module docstring."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "demo_smollm2")
+    parser.add_argument("--work", type=Path, default=None, help="run directories and checkpoints (default: a temp dir)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="tiny policy, few steps: a smoke run of the pipeline")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=JSON", help="extra train overrides")
+    args = parser.parse_args(argv)
+    work = args.work or Path(tempfile.mkdtemp(prefix="recal-gym-demo-"))
+    work.mkdir(parents=True, exist_ok=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    preset_args = ["--preset", "smollm2-cpu"]
+    if args.quick:
+        quick = ("heldout_fraction=0.15", "steps=2", "warmstart_steps=2", "questions_per_step=2", "group_size=2")
+        preset_args = ["--preset", "tiny", *[a for item in quick for a in ("--set", item)]]
+    for item in args.set:
+        preset_args += ["--set", item]
+    started = time.time()
+    machine = _machine(args.threads)
+    seeds = [_train_and_eval(args, s, preset_args, work) for s in args.seeds]
+    cfg = json.loads((args.out / "runs" / f"seed_{args.seeds[0]}" / "config.json").read_text())
+    baselines = _baselines(args, cfg, work)
+    models = sorted({m for b in baselines for m in b["overall"].get("calls_per_model", {})})
+    runs = [_read_jsonl(args.out / "runs" / f"seed_{s}" / "metrics.jsonl") for s in args.seeds]
+    _plot_curves(runs, models, args.out / "curves.png")
+    _plot_heldout(seeds, baselines, args.out / "heldout.png")
+    result = {
+        "command": ["python", "benchmarks/demo_smollm2.py", *(argv if argv is not None else sys.argv[1:])],
+        "machine": machine,
+        "machine_load_at_end": list(os.getloadavg()),
+        "wall_s": time.time() - started,
+        "config": cfg,
+        "seeds": seeds,
+        "baselines": baselines,
+        "summary": _summary(seeds, baselines, 0.08),
+    }
+    (args.out / "results.json").write_text(json.dumps(result, indent=2))
+    (args.out / "summary.md").write_text(_summary_md(result))
+    print((args.out / "summary.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
