@@ -404,3 +404,18 @@ def test_render_ansi() -> None:
     prompt, _ = env.reset(options={"question_id": "toy/0"})
     obs, *_ = env.step(route(QWEN))
     assert env.render() == prompt + route(QWEN) + obs
+
+
+def test_compact_prompt_variant_changes_the_prompt_only() -> None:
+    """``prompt_variant="compact"`` shows the same display names, so routes resolve and score as before."""
+    episodes = {}
+    for variant in ("qwen", "compact"):
+        env = toy_env(prompt_variant=variant)
+        prompt, _ = env.reset(seed=0, options={"question_id": "toy/0"})
+        assert QWEN in prompt and prompt.endswith("Question: What is the capital of France?\n\n")
+        first = env.step(route(QWEN))
+        last = env.step(ANSWER)
+        episodes[variant] = (len(prompt), first[:4], first[4]["model"], last[:4], last[4]["reward_components"])
+    assert episodes["compact"][0] < episodes["qwen"][0]
+    assert episodes["compact"][1:] == episodes["qwen"][1:]
+    assert episodes["compact"][2] == QWEN and episodes["compact"][3][2]  # the route ran; the answer ended it
