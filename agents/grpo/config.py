@@ -18,11 +18,27 @@ from typing import Any, Literal, get_args
 
 from agents.grpo.estimator_config import DatasetStats, EstimatorName, FinalNorm, RecalConfig
 from recal_gym.errors import InvalidConfig, UnknownName, close_matches_hint
+from recal_gym.prompt import PromptVariant
 
-__all__ = ["PRESETS", "EngineName", "TrainConfig", "load_config", "preset"]
+__all__ = [
+    "PRESETS",
+    "EngineName",
+    "KVCacheMode",
+    "LogitsMode",
+    "PrecisionName",
+    "TrainConfig",
+    "load_config",
+    "preset",
+]
 
 EngineName = Literal["hf", "vllm"]
 """Rollout engines: HF transformers forward with a KV cache, or vLLM."""
+PrecisionName = Literal["fp32", "bf16", "auto"]
+"""``fp32``; ``bf16`` autocast over fp32 master weights; ``auto`` = bf16 iff the CPU has native bf16."""
+KVCacheMode = Literal["preallocated", "dynamic"]
+"""KV cache of the HF sampling loop: buffers sized for the new tokens, or transformers' growing cache."""
+LogitsMode = Literal["needed", "all"]
+"""Where the output head runs: only where a log-prob is used (exact), or at every position."""
 
 _LossAgg = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"]
 _KL = Literal["k1", "k2", "k3"]
@@ -142,6 +158,19 @@ class TrainConfig:
     of a study start from the same warm-started weights (``docs/learner.md`` §10.3)."""
     seed: int = 0
     """Seed of the torch generator (questions, sampling) and the tiny model's weights."""
+    precision: PrecisionName = "fp32"
+    """Matmul precision of every forward (sampling, update, warm start): ``bf16`` autocast keeps fp32
+    master weights, gradients and AdamW state (``agents.grpo.precision``); ``auto`` picks bf16 only on
+    CPUs with native bf16 instructions (the CPU presets' choice)."""
+    kv_cache: KVCacheMode = "preallocated"
+    """KV cache of the ``hf`` sampling loop (``agents.grpo.kv_cache``); ``dynamic`` is the slower
+    transformers cache, same samples."""
+    logits: LogitsMode = "needed"
+    """``needed`` runs the output head only at loss-mask positions (and each prefill row's last one);
+    ``all`` builds full-vocabulary logits everywhere (same values, slower; for benchmarks)."""
+    prompt_variant: PromptVariant = "qwen"
+    """Router prompt wording of the env (``recal_gym.prompt``); ``compact`` (the CPU presets) is a
+    documented deviation from Router-R1's prompt with ~25 % fewer tokens."""
 
     def __post_init__(self) -> None:
         """Validate every field; never mutate."""
@@ -190,6 +219,10 @@ class TrainConfig:
             ("dataset_stats", DatasetStats),
             ("loss_agg", _LossAgg),
             ("kl_estimator", _KL),
+            ("precision", PrecisionName),
+            ("kv_cache", KVCacheMode),
+            ("logits", LogitsMode),
+            ("prompt_variant", PromptVariant),
         ):
             if getattr(self, name) not in get_args(alias):
                 raise InvalidConfig(

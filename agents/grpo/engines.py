@@ -25,14 +25,14 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import torch
 from torch import Tensor
 
+from agents.grpo.config import KVCacheMode, LogitsMode
 from agents.grpo.kv_cache import preallocate
 from agents.grpo.logprobs import (
-    LogitsMode,
     cache_kwarg,
     common_prefix_length,
     out_cache,
@@ -45,7 +45,6 @@ from recal_gym.errors import InvalidConfig, ResetNeeded
 __all__ = [
     "GenerationEngine",
     "HFEngine",
-    "KVCacheMode",
     "Sample",
     "SamplingParams",
     "VLLMEngine",
@@ -55,9 +54,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-KVCacheMode = Literal["preallocated", "dynamic"]
-"""KV cache of the HF sampling loop: buffers sized for the new tokens, or transformers' growing cache."""
 
 _STOP_WINDOW = 32
 """Tokens decoded at the tail of a row to detect a stop string."""

@@ -21,23 +21,19 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
 __all__ = [
     "CausalLMParts",
-    "LogitsMode",
     "cache_kwarg",
     "common_prefix_length",
     "out_cache",
     "split_causal_lm",
     "token_logprobs",
 ]
-
-LogitsMode = Literal["needed", "all"]
-"""Where the output head runs: only where a log-prob is used (exact, default), or at every position."""
 
 MIN_SHARED_PREFIX = 16
 """Below this many shared tokens the plain forward is used (the cache bookkeeping is not worth it)."""

@@ -26,12 +26,11 @@ from typing import Literal
 
 import torch
 
+from agents.grpo.config import PrecisionName
 from recal_gym.errors import InvalidConfig
 
-__all__ = ["Precision", "PrecisionName", "autocast", "cpu_has_native_bf16", "resolve_precision"]
+__all__ = ["Precision", "autocast", "cpu_has_native_bf16", "resolve_precision"]
 
-PrecisionName = Literal["fp32", "bf16", "auto"]
-"""Config values: ``fp32``, ``bf16`` (autocast), ``auto`` (bf16 when the CPU has native bf16)."""
 Precision = Literal["fp32", "bf16"]
 """A resolved precision."""
 
