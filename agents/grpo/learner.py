@@ -33,6 +33,7 @@ from agents.grpo.distributed import (
 )
 from agents.grpo.engines import GenerationEngine, HFEngine, SamplingParams, token_logprobs
 from agents.grpo.losses import kl_penalty, loss_denominator, token_policy_loss
+from agents.grpo.precision import autocast, resolve_precision
 from agents.grpo.rollout import RolloutBatch, TerseRouter, TextCodec, collect_demos, collect_rollouts, concat_batches
 from recal_gym.errors import InvalidConfig
 from recal_gym.types import COMPONENTS, EpisodeRecord
@@ -122,7 +123,10 @@ class Learner:
         if config.kl_coef > 0.0 and ref_model is None:
             raise InvalidConfig(f"kl_coef={config.kl_coef!r} needs a reference model (ref_model).")
         self.ref_model = ref_model
-        self.engine = engine or HFEngine(model, tokenizer)
+        self.precision = resolve_precision(config.precision)
+        self.engine = engine or HFEngine(
+            model, tokenizer, precision=self.precision, kv_cache=config.kv_cache, logits=config.logits
+        )
         self.estimator = make_estimator(config.estimator, config.recal_config)
         self.loss_cfg = config.loss_config
         self.calibration = CalibrationState()
@@ -210,7 +214,7 @@ class Learner:
         mask = batch.loss_mask * adv.valid.to(batch.loss_mask.dtype).unsqueeze(1)
         logp_old = None
         if cfg.epochs > 1 or cfg.minibatches > 1:  # ρ needs the pre-update policy; else ρ ≡ 1 in value
-            logp_old = self._logprobs_nograd(batch.ids, batch.attn_mask)
+            logp_old = self._logprobs_nograd(batch.ids, batch.attn_mask, mask)
         k = n // cfg.minibatches
         out = []
         for s in range(0, n, k):
@@ -227,14 +231,24 @@ class Learner:
             )
         return out
 
+    def _token_logprobs(
+        self, model: torch.nn.Module, ids: Tensor, attn: Tensor, mask: Tensor, **kwargs: Any
+    ) -> tuple[Tensor, Tensor | None]:
+        """:func:`token_logprobs` with the head only on ``mask`` positions, under this forward's own autocast."""
+        needed = None if self.config.logits == "all" else mask > 0
+        with autocast(self.precision):  # per forward call: never a context spanning optimiser steps
+            return token_logprobs(model, ids, attn, needed=needed, **kwargs)
+
     @torch.no_grad()
-    def _logprobs_nograd(self, ids: Tensor, attn: Tensor, model: torch.nn.Module | None = None) -> Tensor:
+    def _logprobs_nograd(self, ids: Tensor, attn: Tensor, mask: Tensor, model: torch.nn.Module | None = None) -> Tensor:
         m = model or self.model
         parts = []
         for s in range(0, ids.shape[0], self.config.micro_batch_size):
             sl = slice(s, s + self.config.micro_batch_size)
             width = int(attn[sl].sum(1).max())
-            lp, _ = token_logprobs(m, ids[sl, :width], attn[sl, :width], temperature=self.config.temperature)
+            lp, _ = self._token_logprobs(
+                m, ids[sl, :width], attn[sl, :width], mask[sl, :width], temperature=self.config.temperature
+            )
             parts.append(torch.nn.functional.pad(lp, (0, ids.shape[1] - width)))
         return torch.cat(parts)
 
@@ -242,10 +256,12 @@ class Learner:
         cfg, lc = self.config, self.loss_cfg
         width = int(mb.attn[rows].sum(1).max())
         ids, attn, mask = mb.ids[rows, :width], mb.attn[rows, :width], mb.mask[rows, :width]
-        logp, maybe_ent = token_logprobs(self.model, ids, attn, temperature=cfg.temperature, with_entropy=True)
+        logp, maybe_ent = self._token_logprobs(
+            self.model, ids, attn, mask, temperature=cfg.temperature, with_entropy=True
+        )
         ent = torch.zeros_like(logp) if maybe_ent is None else maybe_ent
         old = logp.detach() if mb.logp_old is None else mb.logp_old[rows, :width]
-        ref = None if self.ref_model is None else self._logprobs_nograd(ids, attn, self.ref_model)
+        ref = None if self.ref_model is None else self._logprobs_nograd(ids, attn, mask, self.ref_model)
         out = token_policy_loss(
             logp, old, mb.adv[rows], mask,
             clip_low=lc.clip_low, clip_high=lc.clip_high, dual_clip=lc.dual_clip,
@@ -347,7 +363,8 @@ class Learner:
             for s in range(0, batch.ids.shape[0], cfg.micro_batch_size):
                 sl = slice(s, s + cfg.micro_batch_size)
                 width = int(batch.attn_mask[sl].sum(1).max())
-                logp, _ = token_logprobs(self.model, batch.ids[sl, :width], batch.attn_mask[sl, :width])
+                ids, attn = batch.ids[sl, :width], batch.attn_mask[sl, :width]
+                logp, _ = self._token_logprobs(self.model, ids, attn, batch.loss_mask[sl, :width])
                 loss = -(logp * batch.loss_mask[sl, :width]).sum() / denom.to(logp.dtype)
                 (loss * self.ctx.world_size).backward()
                 total = total + loss.detach().double()
@@ -527,6 +544,7 @@ def build_envs(config: TrainConfig, tokenizer: Any, count: int) -> list[Any]:
             max_obs_length=config.max_obs_tokens,
             max_start_length=config.max_start_length,
             token_counter=tokenizer,
+            prompt_variant=config.prompt_variant,
         )
         for _ in range(count)
     ]
