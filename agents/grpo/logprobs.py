@@ -147,22 +147,36 @@ def _run(model: torch.nn.Module, kw: str, ids: Tensor, attn: Tensor, p: int, fie
     return torch.cat([pre.expand(ids.shape[0], -1, -1), suf], dim=1)
 
 
-def _score(logits: Tensor, targets: Tensor, temperature: float, with_entropy: bool) -> tuple[Tensor, Tensor | None]:
-    """Log-prob of ``targets`` and entropy under log_softmax(logits / T), in float32 (``(..., V)`` → ``(...)``)."""
-    logz = torch.log_softmax(logits.float() / temperature, dim=-1)
+def _score(
+    logits: Tensor, targets: Tensor, temperature: float, with_entropy: bool, entropy_grad: bool
+) -> tuple[Tensor, Tensor | None]:
+    """Log-prob of ``targets`` and entropy under log_softmax(logits / T), in float32 (``(..., V)`` → ``(...)``).
+
+    The float32 cast is fused into ``log_softmax`` (same values as casting first), and T = 1 skips the
+    division: both save a full ``(M, V)`` float32 copy at the peak of the forward's memory.
+    """
+    scaled = logits if temperature == 1.0 else logits.float() / temperature
+    logz = torch.log_softmax(scaled, dim=-1, dtype=torch.float32)
     taken = logz.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     if not with_entropy:
         return taken, None
-    return taken, -(logz.exp() * logz).sum(-1)
+    with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
+        return taken, -(logz.exp() * logz).sum(-1)
 
 
 def _full(
-    model: torch.nn.Module, ids: Tensor, attn: Tensor, p: int, temperature: float, with_entropy: bool
+    model: torch.nn.Module,
+    ids: Tensor,
+    attn: Tensor,
+    p: int,
+    temperature: float,
+    with_entropy: bool,
+    entropy_grad: bool,
 ) -> tuple[Tensor, Tensor | None]:
     """Every position from full-vocabulary logits (the path before ``needed`` existed)."""
     n = ids.shape[0]
     logits = _run(model, cache_kwarg(model), ids, attn, p, "logits")[:, :-1]  # (N, T - 1, V)
-    taken, ent = _score(logits, ids[:, 1:], temperature, with_entropy)
+    taken, ent = _score(logits, ids[:, 1:], temperature, with_entropy, entropy_grad)
     zero = torch.zeros(n, 1, dtype=taken.dtype)
     return torch.cat([zero, taken], dim=1), None if ent is None else torch.cat([zero, ent], dim=1)
 
@@ -175,6 +189,7 @@ def _needed_only(
     needed: Tensor,
     temperature: float,
     with_entropy: bool,
+    entropy_grad: bool,
 ) -> tuple[Tensor, Tensor | None]:
     """Head and log_softmax only at ``needed`` positions; zeros elsewhere."""
     n, t = ids.shape
@@ -190,7 +205,7 @@ def _needed_only(
     else:
         hidden = _run(parts.decoder, parts.cache_kw, ids, attn, p, "last_hidden_state")[:, :-1]  # (N, T - 1, H)
         logits = parts.head(hidden[rows, cols])  # (M, V)
-    taken, ent = _score(logits, ids[:, 1:][rows, cols], temperature, with_entropy)
+    taken, ent = _score(logits, ids[:, 1:][rows, cols], temperature, with_entropy, entropy_grad)
     if empty:
         taken = taken * 0.0
         ent = None if ent is None else ent * 0.0
@@ -207,6 +222,7 @@ def token_logprobs(
     *,
     temperature: float = 1.0,
     with_entropy: bool = False,
+    entropy_grad: bool = True,
     share_prefix: bool = True,
     needed: Tensor | None = None,
 ) -> tuple[Tensor, Tensor | None]:
@@ -218,6 +234,8 @@ def token_logprobs(
         attn: ``(N, T)`` 0/1 attention mask (1 on every real token).
         temperature: T of the sampler.
         with_entropy: Also return the per-position entropy of the tempered distribution.
+        entropy_grad: Keep the entropy differentiable (an entropy bonus); ``False`` computes it
+            without a graph (a metric only), which frees its ``(M, V)`` intermediates at once.
         share_prefix: Encode the prefix shared by all rows once (same values up to float rounding).
         needed: ``(N, T)`` bool (or 0/1) mask of the positions whose log-prob/entropy the caller uses
             (e.g. the loss mask). The output head runs only there and every other entry is 0 (see the
@@ -229,5 +247,5 @@ def token_logprobs(
     """
     p = _shared_prefix(ids, attn, share_prefix)
     if needed is None:
-        return _full(model, ids, attn, p, temperature, with_entropy)
-    return _needed_only(model, ids, attn, p, needed, temperature, with_entropy)
+        return _full(model, ids, attn, p, temperature, with_entropy, entropy_grad)
+    return _needed_only(model, ids, attn, p, needed, temperature, with_entropy, entropy_grad)

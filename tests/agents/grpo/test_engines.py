@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
-from agents.grpo.engines import HFEngine, SamplingParams
+from agents.grpo.engines import HFEngine, SamplingParams, sample_tokens
 from agents.grpo.kv_cache import PreallocatedLayer, preallocate
 from agents.grpo.logprobs import split_causal_lm, token_logprobs
 from agents.models.tiny_model import build_tiny_model, load_tiny_tokenizer
@@ -158,6 +158,27 @@ def test_preallocate_swaps_only_plain_full_attention_layers() -> None:
 
 
 # ---------------------------------------------------------------------- HFEngine
+def test_inverse_cdf_sampler_matches_the_distribution_and_never_draws_cut_tokens() -> None:
+    probs = torch.tensor([0.5, 0.0, 0.3, 0.15, 0.05, 0.0])  # zeros: tokens cut by top-k/top-p (-inf logits)
+    n = 40_000
+    logz = probs.log().expand(n, -1)
+    draws = sample_tokens(logz, torch.Generator().manual_seed(0)).squeeze(1)
+    assert draws.shape == (n,) and draws.dtype == torch.long
+    counts = torch.bincount(draws, minlength=6).double()
+    assert counts[1] == 0 and counts[5] == 0
+    sigma = (n * probs.double() * (1 - probs.double())).sqrt()
+    assert torch.all((counts - n * probs.double()).abs() <= 4 * sigma + 1e-9)  # within 4 sigma per token
+    again = sample_tokens(logz, torch.Generator().manual_seed(0)).squeeze(1)
+    assert torch.equal(draws, again)  # the generator is the only randomness
+
+
+def test_sampler_edge_uniforms_stay_inside_the_support() -> None:
+    logz = torch.tensor([[0.0, float("-inf"), float("-inf")], [float("-inf"), float("-inf"), 0.0]])
+    for seed in range(20):
+        tok = sample_tokens(logz, torch.Generator().manual_seed(seed)).squeeze(1)
+        assert tok.tolist() == [0, 2]
+
+
 _CONTEXTS = [[*range(30), 40, 41], [*range(30), 50], [*range(30), 60, 61, 62]]
 
 
@@ -206,3 +227,14 @@ def test_hf_engine_rejects_unknown_modes(llama, kwargs, match: str) -> None:
     model, tok = llama
     with pytest.raises(InvalidConfig, match=match):
         HFEngine(model, tok, **kwargs)
+
+
+def test_metric_only_entropy_has_no_graph_and_the_same_values(llama) -> None:
+    model, _ = llama
+    ids, attn = _batch(20, (5, 7))
+    needed = _needed(attn, 18)
+    lp, ent = token_logprobs(model, ids, attn, needed=needed, with_entropy=True, entropy_grad=False)
+    lp2, ent2 = token_logprobs(model, ids, attn, needed=needed, with_entropy=True)
+    assert ent is not None and ent2 is not None
+    assert not ent.requires_grad and ent2.requires_grad and lp.requires_grad
+    assert torch.equal(ent, ent2.detach()) and torch.equal(lp.detach(), lp2.detach())
