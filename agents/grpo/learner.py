@@ -257,8 +257,9 @@ class Learner:
         width = int(mb.attn[rows].sum(1).max())
         ids, attn, mask = mb.ids[rows, :width], mb.attn[rows, :width], mb.mask[rows, :width]
         logp, maybe_ent = self._token_logprobs(
-            self.model, ids, attn, mask, temperature=cfg.temperature, with_entropy=True
-        )
+            self.model, ids, attn, mask, temperature=cfg.temperature, with_entropy=True,
+            entropy_grad=lc.entropy_coef > 0,
+        )  # fmt: skip
         ent = torch.zeros_like(logp) if maybe_ent is None else maybe_ent
         old = logp.detach() if mb.logp_old is None else mb.logp_old[rows, :width]
         ref = None if self.ref_model is None else self._logprobs_nograd(ids, attn, mask, self.ref_model)
