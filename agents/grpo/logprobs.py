@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from agents.grpo.prefix import PrefixKV
 
 __all__ = [
     "CausalLMParts",
@@ -181,6 +184,21 @@ def _full(
     return torch.cat([zero, taken], dim=1), None if ent is None else torch.cat([zero, ent], dim=1)
 
 
+def _positions(needed: Tensor, start: int) -> tuple[Tensor, Tensor, bool]:
+    """Rows and hidden-state columns of the scored positions (column t - 1 scores token t).
+
+    With no scored position one dummy (row 0, column ``start``) keeps the graph, so that a zero loss
+    still backpropagates zeros; the third value says so.
+    """
+    sel = needed[:, 1:].bool()
+    empty = not bool(sel.any())
+    if empty:
+        sel = torch.zeros_like(sel)
+        sel[0, start] = True
+    rows, cols = sel.nonzero(as_tuple=True)  # (M,), (M,)
+    return rows, cols, empty
+
+
 def _needed_only(
     model: torch.nn.Module,
     ids: Tensor,
@@ -190,21 +208,23 @@ def _needed_only(
     temperature: float,
     with_entropy: bool,
     entropy_grad: bool,
+    prefix: PrefixKV | None,
 ) -> tuple[Tensor, Tensor | None]:
     """Head and log_softmax only at ``needed`` positions; zeros elsewhere."""
     n, t = ids.shape
-    sel = needed[:, 1:].bool()  # position t is predicted from the hidden state at t - 1
-    empty = not bool(sel.any())
-    if empty:  # keep the graph (a zero loss must still backpropagate zeros), at the cost of one position
-        sel = torch.zeros_like(sel)
-        sel[0, 0] = True
-    rows, cols = sel.nonzero(as_tuple=True)  # (M,), (M,)
-    parts = split_causal_lm(model)
-    if parts is None:
-        logits = _run(model, cache_kwarg(model), ids, attn, p, "logits")[:, :-1][rows, cols]  # (M, V)
+    if prefix is not None and prefix.matches(ids, attn, needed):  # the step's shared prefix (agents.grpo.prefix)
+        q = prefix.length
+        rows, cols, empty = _positions(needed, q)
+        out = prefix.suffix_forward(ids, attn)[rows, cols - q]  # (M, H) or (M, V)
+        logits = out if prefix.parts is None else prefix.parts.head(out)
     else:
-        hidden = _run(parts.decoder, parts.cache_kw, ids, attn, p, "last_hidden_state")[:, :-1]  # (N, T - 1, H)
-        logits = parts.head(hidden[rows, cols])  # (M, V)
+        rows, cols, empty = _positions(needed, 0)
+        parts = split_causal_lm(model)
+        if parts is None:
+            logits = _run(model, cache_kwarg(model), ids, attn, p, "logits")[:, :-1][rows, cols]  # (M, V)
+        else:
+            hidden = _run(parts.decoder, parts.cache_kw, ids, attn, p, "last_hidden_state")[:, :-1]  # (N, T - 1, H)
+            logits = parts.head(hidden[rows, cols])  # (M, V)
     taken, ent = _score(logits, ids[:, 1:][rows, cols], temperature, with_entropy, entropy_grad)
     if empty:
         taken = taken * 0.0
@@ -225,6 +245,7 @@ def token_logprobs(
     entropy_grad: bool = True,
     share_prefix: bool = True,
     needed: Tensor | None = None,
+    prefix: PrefixKV | None = None,
 ) -> tuple[Tensor, Tensor | None]:
     """Log-probs of the taken tokens, log_softmax(logits / T)[ids], on exactly ``ids``.
 
@@ -240,6 +261,9 @@ def token_logprobs(
         needed: ``(N, T)`` bool (or 0/1) mask of the positions whose log-prob/entropy the caller uses
             (e.g. the loss mask). The output head runs only there and every other entry is 0 (see the
             module docstring). ``None`` scores every position from full-vocabulary logits.
+        prefix: A :class:`~agents.grpo.prefix.PrefixKV` shared by the micro-batches of one optimiser
+            step; used when the rows start with it (else ignored), and only with ``needed``. Its
+            gradient reaches the parameters at :meth:`~agents.grpo.prefix.PrefixKV.backward`.
 
     Returns:
         ``(logp, entropy)``, both ``(N, T)`` float32; position t scores token t given tokens < t
@@ -248,4 +272,4 @@ def token_logprobs(
     p = _shared_prefix(ids, attn, share_prefix)
     if needed is None:
         return _full(model, ids, attn, p, temperature, with_entropy, entropy_grad)
-    return _needed_only(model, ids, attn, p, needed, temperature, with_entropy, entropy_grad)
+    return _needed_only(model, ids, attn, p, needed, temperature, with_entropy, entropy_grad, prefix)
