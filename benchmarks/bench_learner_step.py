@@ -18,7 +18,8 @@ Arms:
 - ``new``: the new code with the preset's defaults (bf16 autocast where the CPU has native bf16,
   compact prompt, preallocated KV cache, logits only where needed, shared-prefix micro-batches).
 - ``new-fp32``, ``new-router-r1-prompt``, ``new-dynamic-cache``, ``new-all-logits``: ``new`` with one
-  lever switched back (ablations; pass them in ``--arms``).
+  lever switched back (ablations; pass them in ``--arms``); ``new-micro-2`` and ``new-micro-batch``
+  change the micro-batch size to 2 rows and to the whole batch (16 rows).
 
 Run (about 25-40 minutes on an idle 2-core machine with the default two rounds)::
 
@@ -63,6 +64,8 @@ ARMS: dict[str, tuple[str, dict[str, Any]]] = {
     "new-router-r1-prompt": ("current", {"prompt_variant": "qwen"}),
     "new-dynamic-cache": ("current", {"kv_cache": "dynamic"}),
     "new-all-logits": ("current", {"logits": "all"}),
+    "new-micro-2": ("current", {"micro_batch_size": 2}),
+    "new-micro-batch": ("current", {"micro_batch_size": 16}),
 }
 """Arm → (code: ``baseline`` = the exported ref, ``current`` = this checkout; extra overrides)."""
 _PACKAGES = ("torch", "transformers", "numpy")
