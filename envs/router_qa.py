@@ -187,7 +187,9 @@ class RouterQAEnv(gym.Env[str, str]):
                 ``"router-r1"`` for the ``router-r1`` reward preset and ``"lenient"`` otherwise.
             query_split: ``"first-colon"`` (default) or ``"router-r1"``.
             obs_truncation: ``"content"`` (default, keeps ``</information>``) or ``"splice"``.
-            prompt_variant: ``"qwen"`` or ``"llama"``.
+            prompt_variant: ``"qwen"`` (Router-R1's prompt), ``"llama"`` or ``"compact"`` (the same
+                elements in terser wording with first-sentence descriptors, ~25 % fewer tokens; a
+                documented deviation from Router-R1 for small CPU policies, ``recal_gym.prompt``).
             descriptor_fields: ``("descriptor",)`` or ``("descriptor", "price")``.
             render_mode: ``None``, ``"ansi"`` (prompt + transcript as a ``str``) or ``"rgb_array"`` (the
                 same text drawn as a ``(600, 800, 3)`` uint8 frame, with matplotlib).

@@ -153,6 +153,7 @@ def build_env(config: TrainConfig, tokenizer: Any, num_envs: int, *, pool: Pool 
         max_obs_length=config.max_obs_tokens,
         max_start_length=config.max_start_length,
         token_counter=tokenizer,
+        prompt_variant=config.prompt_variant,
     )
     return TrainEnv(env=env, questions=questions, models=models, spec=spec, reward_state=state)
 
@@ -206,6 +207,7 @@ def build_envs(config: TrainConfig, tokenizer: Any, count: int) -> list[Any]:
             max_obs_length=config.max_obs_tokens,
             max_start_length=config.max_start_length,
             token_counter=tokenizer,
+            prompt_variant=config.prompt_variant,
         )
         for _ in range(count)
     ]

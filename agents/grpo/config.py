@@ -26,11 +26,29 @@ from typing import Any, Literal, get_args
 from agents.grpo.estimator_config import EstimatorName, RecalConfig
 from agents.grpo.loss_config import LossConfig
 from recal_gym.errors import InvalidConfig, UnknownName, close_matches_hint
+from recal_gym.prompt import PromptVariant
 
-__all__ = ["PRESETS", "SECTIONS", "EngineName", "TrainConfig", "apply_overrides", "load_config", "preset"]
+__all__ = [
+    "PRESETS",
+    "SECTIONS",
+    "EngineName",
+    "KVCacheMode",
+    "LogitsMode",
+    "PrecisionName",
+    "TrainConfig",
+    "apply_overrides",
+    "load_config",
+    "preset",
+]
 
 EngineName = Literal["hf", "vllm"]
 """Rollout engines: HF transformers forward with a KV cache, or vLLM."""
+PrecisionName = Literal["fp32", "bf16", "auto"]
+"""``fp32``; ``bf16`` autocast over fp32 master weights; ``auto`` = bf16 iff the CPU has native bf16."""
+KVCacheMode = Literal["preallocated", "dynamic"]
+"""KV cache of the HF sampling loop: buffers sized for the new tokens, or transformers' growing cache."""
+LogitsMode = Literal["needed", "all"]
+"""Where the output head runs: only where a log-prob is used (exact), or at every position."""
 
 SECTIONS: dict[str, Any] = {"recal": RecalConfig, "loss": LossConfig}
 """Nested sections of :class:`TrainConfig` and their dataclasses."""
@@ -174,6 +192,19 @@ class TrainConfig:
     of a study start from the same warm-started weights (``docs/learner.md`` §10.3)."""
     seed: int = 0
     """Seed of the torch generator (questions, sampling) and the tiny model's weights."""
+    precision: PrecisionName = "fp32"
+    """Matmul precision of every forward (sampling, update, warm start): ``bf16`` autocast keeps fp32
+    master weights, gradients and AdamW state (``agents.grpo.precision``); ``auto`` picks bf16 only on
+    CPUs with native bf16 instructions (the CPU presets' choice)."""
+    kv_cache: KVCacheMode = "preallocated"
+    """KV cache of the ``hf`` sampling loop (``agents.grpo.kv_cache``); ``dynamic`` is the slower
+    transformers cache, same samples."""
+    logits: LogitsMode = "needed"
+    """``needed`` runs the output head only at loss-mask positions (and each prefill row's last one);
+    ``all`` builds full-vocabulary logits everywhere (same values, slower; for benchmarks)."""
+    prompt_variant: PromptVariant = "qwen"
+    """Router prompt wording of the env (``recal_gym.prompt``); ``compact`` (the CPU presets) is a
+    documented deviation from Router-R1's prompt with ~25 % fewer tokens."""
 
     def __post_init__(self) -> None:
         """Validate every field; never mutate."""
@@ -226,8 +257,17 @@ class TrainConfig:
         self.reward_spec  # noqa: B018 - validates the reward (a preset, a spec file or a mapping) before any model loads
 
     def _check_literals(self) -> None:
-        if self.engine not in get_args(EngineName):
-            raise InvalidConfig(f"TrainConfig.engine={self.engine!r} is not one of {list(get_args(EngineName))}.")
+        for name, alias in (
+            ("engine", EngineName),
+            ("precision", PrecisionName),
+            ("kv_cache", KVCacheMode),
+            ("logits", LogitsMode),
+            ("prompt_variant", PromptVariant),
+        ):
+            if getattr(self, name) not in get_args(alias):
+                raise InvalidConfig(
+                    f"TrainConfig.{name}={getattr(self, name)!r} is not one of {list(get_args(alias))}."
+                )
         _check_estimator(self.estimator)
 
     @property
@@ -370,6 +410,7 @@ PRESETS: dict[str, TrainConfig] = {
         micro_batch_size=32,
         warmstart_steps=50,
         warmstart_lr=1e-2,
+        prompt_variant="compact",  # 1.6x faster step; bf16 is slower at this size (measured), so fp32
     ),
     "smollm2-cpu": TrainConfig(
         name="smollm2-cpu",
@@ -397,6 +438,8 @@ PRESETS: dict[str, TrainConfig] = {
         dynamic_sampling=True,
         dynamic_sampling_rounds=1,
         loss=LossConfig(kl_coef=0.02, entropy_coef=0.01, entropy_scope="route"),
+        precision="auto",  # bf16 autocast where the CPU has native bf16 (benchmarks/results/learner_step.json)
+        prompt_variant="compact",
     ),
     "qwen2.5-3b-gpu": TrainConfig(
         name="qwen2.5-3b-gpu",

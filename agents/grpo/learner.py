@@ -38,6 +38,8 @@ from agents.grpo.distributed import (
 from agents.grpo.dynamic_sampling import SAMPLING_KEYS, refill_groups
 from agents.grpo.engines import GenerationEngine, HFEngine, SamplingParams, token_logprobs
 from agents.grpo.losses import kl_penalty, loss_denominator, token_policy_loss
+from agents.grpo.precision import autocast, resolve_precision
+from agents.grpo.prefix import PrefixKV, encode_prefix
 from agents.grpo.rollout import (
     RolloutBatch,
     TerseRouter,
@@ -146,7 +148,10 @@ class Learner:
         if config.loss.kl_coef > 0.0 and ref_model is None:
             raise InvalidConfig(f"loss.kl_coef={config.loss.kl_coef!r} needs a reference model (ref_model).")
         self.ref_model = ref_model
-        self.engine = engine or HFEngine(model, tokenizer)
+        self.precision = resolve_precision(config.precision)
+        self.engine = engine or HFEngine(
+            model, tokenizer, precision=self.precision, kv_cache=config.kv_cache, logits=config.logits
+        )
         self.estimator = make_estimator(config.estimator, config.recal)
         self.loss_cfg = config.loss_config
         self.calibration = CalibrationState()
@@ -256,7 +261,7 @@ class Learner:
         mask = batch.loss_mask * adv.valid.to(batch.loss_mask.dtype).unsqueeze(1)
         logp_old = None
         if cfg.epochs > 1 or cfg.minibatches > 1:  # ρ needs the pre-update policy; else ρ ≡ 1 in value
-            logp_old = self._logprobs_nograd(batch.ids, batch.attn_mask)
+            logp_old = self._logprobs_nograd(batch.ids, batch.attn_mask, mask)
         k = n // cfg.minibatches
         return [
             _Minibatch(
@@ -271,26 +276,46 @@ class Learner:
             for s in range(0, n, k)
         ]
 
+    def _token_logprobs(
+        self, model: torch.nn.Module, ids: Tensor, attn: Tensor, mask: Tensor, **kwargs: Any
+    ) -> tuple[Tensor, Tensor | None]:
+        """:func:`token_logprobs` with the head only on ``mask`` positions, under this forward's own autocast."""
+        needed = None if self.config.logits == "all" else mask > 0
+        with autocast(self.precision):  # per forward call: never a context spanning optimiser steps
+            return token_logprobs(model, ids, attn, needed=needed, **kwargs)
+
+    def _step_prefix(self, ids: Tensor, attn: Tensor, mask: Tensor) -> PrefixKV | None:
+        """The prompt prefix of one optimiser step's rows, encoded once for all its micro-batches."""
+        if self.config.logits == "all" or ids.shape[0] <= self.config.micro_batch_size:
+            return None
+        with autocast(self.precision):
+            return encode_prefix(self.model, ids, attn, mask > 0)
+
     @torch.no_grad()
-    def _logprobs_nograd(self, ids: Tensor, attn: Tensor, model: torch.nn.Module | None = None) -> Tensor:
+    def _logprobs_nograd(self, ids: Tensor, attn: Tensor, mask: Tensor, model: torch.nn.Module | None = None) -> Tensor:
         m = model or self.model
         parts = []
         for s in range(0, ids.shape[0], self.config.micro_batch_size):
             sl = slice(s, s + self.config.micro_batch_size)
             width = int(attn[sl].sum(1).max())
-            lp, _ = token_logprobs(m, ids[sl, :width], attn[sl, :width], temperature=self.config.temperature)
+            lp, _ = self._token_logprobs(
+                m, ids[sl, :width], attn[sl, :width], mask[sl, :width], temperature=self.config.temperature
+            )
             parts.append(torch.nn.functional.pad(lp, (0, ids.shape[1] - width)))
         return torch.cat(parts)
 
-    def _micro_loss(self, mb: _Minibatch, rows: slice, denom: Tensor, acc: _Acc) -> None:
+    def _micro_loss(self, mb: _Minibatch, rows: slice, denom: Tensor, acc: _Acc, prefix: PrefixKV | None) -> None:
         cfg, lc = self.config, self.loss_cfg
         width = int(mb.attn[rows].sum(1).max())
         ids, attn, mask = mb.ids[rows, :width], mb.attn[rows, :width], mb.mask[rows, :width]
         route = mb.route[rows, :width]
-        logp, maybe_ent = token_logprobs(self.model, ids, attn, temperature=cfg.temperature, with_entropy=True)
+        logp, maybe_ent = self._token_logprobs(
+            self.model, ids, attn, mask, temperature=cfg.temperature, with_entropy=True,
+            entropy_grad=lc.entropy_coef > 0, prefix=prefix,
+        )  # fmt: skip
         ent = torch.zeros_like(logp) if maybe_ent is None else maybe_ent
         old = logp.detach() if mb.logp_old is None else mb.logp_old[rows, :width]
-        ref = None if self.ref_model is None else self._logprobs_nograd(ids, attn, self.ref_model)
+        ref = None if self.ref_model is None else self._logprobs_nograd(ids, attn, mask, self.ref_model)
         bonus = None if lc.entropy_coef == 0 else ent if lc.entropy_scope == "all" else ent * route
         out = token_policy_loss(
             logp, old, mb.adv[rows], mask,
@@ -317,8 +342,11 @@ class Learner:
         row_tokens = all_gather_cat(mb.mask.sum(dim=1, keepdim=True).double(), self.ctx)  # (N_global, 1)
         denom = loss_denominator(row_tokens, lc.loss_agg, lc.l_norm)
         self.optimizer.zero_grad(set_to_none=True)
+        prefix = self._step_prefix(mb.ids, mb.attn, mb.mask)
         for s in range(0, mb.ids.shape[0], self.config.micro_batch_size):
-            self._micro_loss(mb, slice(s, s + self.config.micro_batch_size), denom, acc)
+            self._micro_loss(mb, slice(s, s + self.config.micro_batch_size), denom, acc, prefix)
+        if prefix is not None:
+            prefix.backward()
         average_gradients(self.trainable, self.ctx)
         norm = torch.nn.utils.clip_grad_norm_(self.trainable, self.config.max_grad_norm)
         self.optimizer.step()
@@ -401,13 +429,17 @@ class Learner:
         denom = loss_denominator(row_tokens, "token-mean")
         opt.zero_grad(set_to_none=True)
         total = torch.zeros((), dtype=torch.float64)
+        prefix = self._step_prefix(batch.ids, batch.attn_mask, batch.loss_mask)
         for s in range(0, batch.ids.shape[0], cfg.micro_batch_size):
             sl = slice(s, s + cfg.micro_batch_size)
             width = int(batch.attn_mask[sl].sum(1).max())
-            logp, _ = token_logprobs(self.model, batch.ids[sl, :width], batch.attn_mask[sl, :width])
+            ids, attn = batch.ids[sl, :width], batch.attn_mask[sl, :width]
+            logp, _ = self._token_logprobs(self.model, ids, attn, batch.loss_mask[sl, :width], prefix=prefix)
             loss = -(logp * batch.loss_mask[sl, :width]).sum() / denom.to(logp.dtype)
             (loss * self.ctx.world_size).backward()
             total = total + loss.detach().double()
+        if prefix is not None:
+            prefix.backward()
         average_gradients(self.trainable, self.ctx)
         torch.nn.utils.clip_grad_norm_(self.trainable, cfg.max_grad_norm)
         opt.step()

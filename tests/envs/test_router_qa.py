@@ -427,3 +427,18 @@ def test_router_r1_reward_routes_on_a_pool_with_other_names() -> None:
     _, reward, term, _, info = env.step("<think>b</think><answer> x </answer>")
     assert term and info["format_ok"] and info["n_calls"] == 1.0
     assert reward > -1.0
+
+
+def test_compact_prompt_variant_changes_the_prompt_only() -> None:
+    """``prompt_variant="compact"`` shows the same display names, so routes resolve and score as before."""
+    episodes = {}
+    for variant in ("qwen", "compact"):
+        env = toy_env(prompt_variant=variant)
+        prompt, _ = env.reset(seed=0, options={"question_id": "toy/0"})
+        assert QWEN in prompt and prompt.endswith("Question: What is the capital of France?\n\n")
+        first = env.step(route(QWEN))
+        last = env.step(ANSWER)
+        episodes[variant] = (len(prompt), first[:4], first[4]["model"], last[:4], last[4]["reward_components"])
+    assert episodes["compact"][0] < episodes["qwen"][0]
+    assert episodes["compact"][1:] == episodes["qwen"][1:]
+    assert episodes["compact"][2] == QWEN and episodes["compact"][3][2]  # the route ran; the answer ended it
