@@ -33,6 +33,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's packages, even if another is installed
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from study_discrete_setup import ARMS, BUDGETS, SETTINGS, STAGE_OF_SETTING, Budget, build_setting

@@ -210,7 +210,7 @@ def run_arm(setting_name: str, arm: str, seed: int, budget: Budget, reference: d
         "seed": seed,
         "estimator": config.estimator,
         "curves": curves,
-        "first_action_train": shares,
+        "first_action_last5": [float(x) for x in np.mean(shares[-5:], axis=0)],
         "final": final,
         "wall_s": time.perf_counter() - t0,
         "train_s": train_s,
