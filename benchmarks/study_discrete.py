@@ -67,13 +67,8 @@ def _uptime() -> str:
         return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def _provenance(argv: list[str], started: float, workers: int, uptime_before: str) -> dict[str, Any]:
-    versions = {}
-    for pkg in _PACKAGES:
-        try:
-            versions[pkg] = version(pkg)
-        except PackageNotFoundError:
-            versions[pkg] = None
+def _git_state() -> dict[str, Any]:
+    """Commit and dirty flag of this checkout, read when the study starts."""
     root = Path(__file__).resolve().parents[1]
 
     def git(*args: str) -> str | None:
@@ -83,15 +78,27 @@ def _provenance(argv: list[str], started: float, workers: int, uptime_before: st
             return None
 
     return {
-        "command": "python " + shlex.join(argv),
         "git_commit": git("rev-parse", "HEAD"),
         "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+    }
+
+
+def _provenance(argv: list[str], started: float, workers: int, start_state: dict[str, Any]) -> dict[str, Any]:
+    versions = {}
+    for pkg in _PACKAGES:
+        try:
+            versions[pkg] = version(pkg)
+        except PackageNotFoundError:
+            versions[pkg] = None
+    return {
+        "command": "python " + shlex.join(argv),
+        **start_state["git"],
         "python": sys.version.split()[0],
         "packages": versions,
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "processor": platform.machine()},
         "workers": workers,
         "torch_threads_per_worker": 1,
-        "uptime_before": uptime_before,
+        "uptime_before": start_state["uptime"],
         "uptime_after": _uptime(),
         "wall_s": time.perf_counter() - started,
     }
@@ -158,7 +165,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     budget = BUDGETS["quick" if args.quick else "full"]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    started, uptime_before = time.perf_counter(), _uptime()
+    started, start_state = time.perf_counter(), {"uptime": _uptime(), "git": _git_state()}
     _init_worker()
     pool = mp.get_context("spawn").Pool(args.workers, initializer=_init_worker) if args.workers > 1 else None
     try:
@@ -173,7 +180,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     sb3 = sorted((j for j in jobs if j["kind"] == "sb3"), key=lambda r: (r["setting"], r["arm"], r["seed"]))
     baselines.sort(key=lambda b: (b["setting"], b["seed"]))
     command = ["benchmarks/study_discrete.py", *(sys.argv[1:] if argv is None else argv)]
-    return _write(args, budget, out, (runs, sb3, baselines), command, started, uptime_before)
+    return _write(args, budget, out, (runs, sb3, baselines), command, started, start_state)
 
 
 def _write(
@@ -183,7 +190,7 @@ def _write(
     jobs: tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]],
     command: list[str],
     started: float,
-    uptime_before: str,
+    start_state: dict[str, Any],
 ) -> dict[str, Any]:
     from study_discrete_report import DEFINITIONS, aggregate, plot_setting, summary_markdown
 
@@ -210,7 +217,7 @@ def _write(
         "baselines": baselines,
         "runs": runs,
         "sb3": sb3,
-        "provenance": _provenance(command, started, args.workers, uptime_before),
+        "provenance": _provenance(command, started, args.workers, start_state),
     }
     result = _round(result)
     (out / "results.json").write_text(json.dumps(result, indent=1, allow_nan=False) + "\n")
