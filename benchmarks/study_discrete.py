@@ -57,7 +57,10 @@ def _job(task: tuple[str, tuple[Any, ...]]) -> dict[str, Any]:
     fn: Callable[..., dict[str, Any]] = {"baselines": runs.run_baselines, "arm": runs.run_arm, "sb3": runs.run_sb3}[
         kind
     ]
-    return fn(*args)
+    cpu = time.process_time()
+    result = fn(*args)
+    result["cpu_s"] = time.process_time() - cpu  # this process's CPU time: independent of other load on the machine
+    return result
 
 
 def _uptime() -> str:
@@ -98,6 +101,8 @@ def _provenance(argv: list[str], started: float, workers: int, start_state: dict
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "processor": platform.machine()},
         "workers": workers,
         "torch_threads_per_worker": 1,
+        "cpu_s_jobs": start_state.get("cpu_s_jobs"),
+        "idle_wall_estimate_s": start_state.get("cpu_s_jobs", 0.0) / workers,
         "uptime_before": start_state["uptime"],
         "uptime_after": _uptime(),
         "wall_s": time.perf_counter() - started,
@@ -180,6 +185,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     sb3 = sorted((j for j in jobs if j["kind"] == "sb3"), key=lambda r: (r["setting"], r["arm"], r["seed"]))
     baselines.sort(key=lambda b: (b["setting"], b["seed"]))
     command = ["benchmarks/study_discrete.py", *(sys.argv[1:] if argv is None else argv)]
+    start_state["cpu_s_jobs"] = sum(j["cpu_s"] for j in [*baselines, *jobs])
     return _write(args, budget, out, (runs, sb3, baselines), command, started, start_state)
 
 

@@ -68,6 +68,7 @@ def test_quick_study_writes_pngs_summary_and_provenance(quick: tuple[Path, dict]
     assert {"torch", "numpy", "gymnasium", "stable_baselines3"} <= set(prov["packages"])
     assert prov["machine"]["cpu_count"] >= 1 and prov["torch_threads_per_worker"] == 1
     assert prov["wall_s"] > 0 and "load average" in prov["uptime_before"] + prov["uptime_after"]
+    assert prov["cpu_s_jobs"] > 0 and prov["idle_wall_estimate_s"] == pytest.approx(prov["cpu_s_jobs"], rel=1e-3)
     assert len(prov["git_commit"] or "") in (0, 40)
     assert res["quick"] is True and set(res["definitions"]) >= {"collapsed", "steps_to_90", "auc_reward"}
 
