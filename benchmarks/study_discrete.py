@@ -162,7 +162,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     parser.add_argument("--sb3", nargs="*", default=list(SB3_ALGOS), choices=SB3_ALGOS, help="SB3 references")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (one torch thread each)")
+    parser.add_argument(
+        "--report-from",
+        metavar="RESULTS_JSON",
+        help="recompute aggregates, tables and figures from a results.json without running anything",
+    )
     args = parser.parse_args(argv)
+    if args.report_from:
+        return _report_from(args, argv)
     if "grpo" not in args.arms:
         parser.error("--arms must include grpo (the paired baseline)")
     if args.workers < 1:
@@ -189,6 +196,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return _write(args, budget, out, (runs, sb3, baselines), command, started, start_state)
 
 
+def _report_from(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
+    """Rebuild the outputs of a finished study from its results.json (its jobs and provenance are kept)."""
+    try:
+        old = json.loads(Path(args.report_from).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SystemExit(f"study_discrete.py: cannot read --report-from {args.report_from!r}: {exc}") from exc
+    args.settings = list(old["settings"])
+    args.arms = list(old["arms"])
+    args.quick = old["quick"]
+    budget = Budget(**{k: v for k, v in old["budget"].items() if k != "episodes_per_run"})
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    result = _write(args, budget, out, (old["runs"], old["sb3"], old["baselines"]), [], 0.0, {}, old["provenance"])
+    result["provenance"]["report_regenerated_by"] = "python " + shlex.join(
+        ["benchmarks/study_discrete.py", *(sys.argv[1:] if argv is None else argv)]
+    )
+    (out / "results.json").write_text(json.dumps(result, indent=1, allow_nan=False) + "\n")
+    return result
+
+
 def _write(
     args: argparse.Namespace,
     budget: Budget,
@@ -197,6 +224,7 @@ def _write(
     command: list[str],
     started: float,
     start_state: dict[str, Any],
+    provenance: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     from study_discrete_report import DEFINITIONS, aggregate, plot_setting, summary_markdown
 
@@ -223,7 +251,7 @@ def _write(
         "baselines": baselines,
         "runs": runs,
         "sb3": sb3,
-        "provenance": _provenance(command, started, args.workers, start_state),
+        "provenance": provenance or _provenance(command, started, args.workers, start_state),
     }
     result = _round(result)
     (out / "results.json").write_text(json.dumps(result, indent=1, allow_nan=False) + "\n")

@@ -28,6 +28,14 @@ from study_discrete_stats import holm, mean_std, paired_comparison
 __all__ = ["DEFINITIONS", "aggregate", "plot_setting", "run_metrics", "summary_markdown"]
 
 BASELINE_ARM = "grpo"
+ABLATIONS: dict[str, str] = {
+    "no_hierarchy": "H (hierarchical gate)",
+    "no_componentwise": "C (component-wise advantages)",
+    "no_variance_weighting": "V (variance-aware weights)",
+    "batch_norm": "N per dataset (vs one batch z-score)",
+    "running_stats": "N batch statistics (vs running moments)",
+}
+"""Ablation arm → the ReCal stage (or choice) that ``recal`` has and the ablation lacks."""
 COMPARED = ("final_em", "final_reward", "auc_reward")
 _WINDOW = 5
 _CONCENTRATED = 0.95
@@ -46,6 +54,8 @@ DEFINITIONS: dict[str, str] = {
     f"- {_COLLAPSE_MARGIN} (same setting and seed)",
     "paired_tests": "arm - grpo per seed; Cohen's d_z; 95% t and bootstrap CIs; paired t-test p Holm-adjusted over "
     "the arms compared with grpo within one setting and metric; MDE at 80% power (alpha 0.05 and 0.05/m)",
+    "stage_effects": "recal - ablation per seed (positive = keeping the stage helps), same statistics, Holm over the "
+    "ablations within one setting and metric",
 }
 
 
@@ -104,18 +114,21 @@ def _arm_entry(metrics: list[dict[str, Any]]) -> dict[str, Any]:
     return entry
 
 
-def _comparisons(per_arm: dict[str, dict[int, dict[str, Any]]], arms: Sequence[str]) -> dict[str, dict[str, Any]]:
-    base = per_arm.get(BASELINE_ARM, {})
-    others = [a for a in arms if a != BASELINE_ARM and a in per_arm]
-    out: dict[str, dict[str, Any]] = {a: {} for a in others}
+def _comparisons(
+    per_arm: dict[str, dict[int, dict[str, Any]]], reference: str, others: Sequence[str], *, sign: float = 1.0
+) -> dict[str, dict[str, Any]]:
+    """Paired comparisons of ``others`` with ``reference``: Δ = sign·(other − reference), Holm over ``others``."""
+    base = per_arm.get(reference, {})
+    present = [a for a in others if a != reference and a in per_arm and base]
+    out: dict[str, dict[str, Any]] = {a: {} for a in present}
     for key in COMPARED:
         stats = {}
-        for arm in others:
+        for arm in present:
             seeds = sorted(set(per_arm[arm]) & set(base))
-            diffs = [per_arm[arm][s][key] - base[s][key] for s in seeds]
-            stats[arm] = {**paired_comparison(diffs, family_size=len(others)), "diffs": diffs}
-        adjusted = holm([stats[a]["p"] for a in others])
-        for arm, p_holm in zip(others, adjusted, strict=True):
+            diffs = [sign * (per_arm[arm][s][key] - base[s][key]) for s in seeds]
+            stats[arm] = {**paired_comparison(diffs, family_size=len(present)), "diffs": diffs}
+        adjusted = holm([stats[a]["p"] for a in present])
+        for arm, p_holm in zip(present, adjusted, strict=True):
             out[arm][key] = {**stats[arm], "p_holm": p_holm}
     return out
 
@@ -142,7 +155,8 @@ def aggregate(
     router_names = list(baselines[0]["routers"]) if baselines else []
     return {
         "arms": {a: _arm_entry([per_arm[a][s] for s in sorted(per_arm[a])]) for a in arms if a in per_arm},
-        "vs_grpo": _comparisons(per_arm, arms),
+        "vs_grpo": _comparisons(per_arm, BASELINE_ARM, arms),
+        "stage_effects": _comparisons(per_arm, "recal", [a for a in ABLATIONS if a in arms], sign=-1.0),
         "sb3": {a: _arm_entry([v[s] for s in sorted(v)]) for a, v in per_sb3.items()},
         "routers": {name: _router_entry(baselines, name) for name in router_names},
         "per_run": {a: {str(s): m for s, m in v.items()} for a, v in {**per_arm, **per_sb3}.items()},
@@ -205,6 +219,19 @@ def _comparison_table(agg: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _stage_table(agg: dict[str, Any]) -> list[str]:
+    lines = [
+        "| stage kept (recal − ablation) | Δ held-out EM | Δ held-out reward | Δ AUC reward |",
+        "|---|---|---|---|",
+    ]
+    for arm, c in agg["stage_effects"].items():
+        lines.append(
+            f"| {ABLATIONS[arm]} (vs `{arm}`) | {_cmp(c['final_em'])} | {_cmp(c['final_reward'])} "
+            f"| {_cmp(c['auc_reward'])} |"
+        )
+    return lines
+
+
 def summary_markdown(aggregates: dict[str, Any], settings: dict[str, Any]) -> str:
     """Both tables of every setting as Markdown (``summary.md``)."""
     out: list[str] = []
@@ -225,6 +252,14 @@ def summary_markdown(aggregates: dict[str, Any], settings: dict[str, Any]) -> st
             f"{len(agg['vs_grpo'])} comparisons of the column, minimum detectable effect at 80 % power (α = 0.05).",
             "",
         ]
+        if agg["stage_effects"]:
+            out += [
+                *_stage_table(agg),
+                "",
+                "Δ = recal − ablation, paired by seed (positive: keeping the stage helps); Holm over the "
+                f"{len(agg['stage_effects'])} ablations of the column.",
+                "",
+            ]
     return "\n".join(out)
 
 

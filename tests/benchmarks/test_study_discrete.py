@@ -110,6 +110,28 @@ def test_quick_study_aggregates_compare_every_arm_with_grpo(quick: tuple[Path, d
             mine = agg["per_run"][arm]
             assert c["diffs"] == pytest.approx([mine[s][key] - grpo[s][key] for s in sorted(mine)], abs=1e-5)
     assert "ppo" in agg["sb3"] and any(k.startswith("single:") for k in agg["routers"])
+    effect = agg["stage_effects"]["no_variance_weighting"]["final_em"]  # recal − ablation
+    recal, ablation = agg["per_run"]["recal"], agg["per_run"]["no_variance_weighting"]
+    assert effect["diffs"] == pytest.approx(
+        [recal[s]["final_em"] - ablation[s]["final_em"] for s in sorted(recal)], abs=1e-5
+    )
+
+
+@pytest.mark.slow
+def test_report_from_rebuilds_tables_without_running(quick: tuple[Path, dict], tmp_path: Path) -> None:
+    out, res = quick
+    cmd = [sys.executable, str(BENCH / "study_discrete.py"), "--report-from", str(out / "results.json")]
+    proc = subprocess.run([*cmd, "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    again = json.loads((tmp_path / "results.json").read_text())
+    assert again["runs"] == res["runs"] and again["provenance"]["git_commit"] == res["provenance"]["git_commit"]
+    assert "--report-from" in again["provenance"]["report_regenerated_by"]
+    assert again["aggregates"]["noisy"]["arms"]["recal"]["final_em"] == pytest.approx(
+        res["aggregates"]["noisy"]["arms"]["recal"]["final_em"], abs=1e-5
+    )
+    assert (tmp_path / "curves_noisy.png").exists() and "stage kept" in (tmp_path / "summary.md").read_text()
+    bad = subprocess.run([*cmd[:2], "--report-from", str(tmp_path / "missing.json")], capture_output=True, text=True)
+    assert bad.returncode != 0 and "cannot read --report-from" in bad.stderr
 
 
 # ----------------------------------------------------------------------------- statistics oracles
