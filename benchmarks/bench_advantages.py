@@ -12,7 +12,6 @@ import torch
 from agents.grpo.advantages import RewardBatch, make_estimator
 from agents.grpo.calibration import CalibrationState
 from agents.grpo.estimator_config import RecalConfig
-from recal_gym.types import COMPONENTS
 
 N, G, K = 512, 8, 6
 N_SOURCES = 7
@@ -42,8 +41,8 @@ def make_batch(seed: int = 0) -> RewardBatch:
     source = (group // 1000) % N_SOURCES
     scalar = (torch.nan_to_num(gated) * weights).sum(1)
     names = tuple(f"ds{i}" for i in range(N_SOURCES))
-    assert len(COMPONENTS) == K
-    return RewardBatch(raw, gated, scalar, group, source, names, weights)
+    components = ("format", "answer", *(f"aux{i}" for i in range(K - 2)))
+    return RewardBatch(raw, gated, scalar, group, source, names, weights, components)
 
 
 @pytest.mark.parametrize("case", list(CASES))

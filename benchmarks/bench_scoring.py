@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from recal_gym.rewards import RewardSpec, make_spec, recal_spec, router_r1_spec
 from recal_gym.rewards.scoring import rescore, score_episode
-from recal_gym.rewards.spec import RewardSpec, make_spec, recal_spec, router_r1_spec
 from recal_gym.rewards.state import RewardState
 from recal_gym.types import AliasRule, CallRecord, EpisodeRecord, NameTable
 

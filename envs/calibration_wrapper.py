@@ -4,7 +4,7 @@ Group-relative estimators calibrate *advantages*; agents such as PPO, A2C and DQ
 reward. :class:`CalibratedReward` gives them the two ReCal ingredients that make sense per episode:
 
 1. **Hierarchical gate** (Stage H): the terminal reward is recomputed from the env's *raw* components
-   with a reward spec's gate rules (``recal_gym.rewards.spec.compute_gates``; format gates everything,
+   with a reward spec's gate rules (``RewardSpec.compute_gates``; format gates everything,
    answer ≥ τ gates the auxiliaries) and folded with its weights.
 2. **Per-dataset normalisation** (Stage N, ``dataset_stats="running"``): one running-moments object per
    ``data_source`` (count, mean, M2; parallel combine with optional forgetting) standardises the gated
@@ -25,8 +25,8 @@ import gymnasium as gym
 import numpy as np
 
 from recal_gym.errors import InvalidConfig, InvalidData
-from recal_gym.rewards.spec import RewardSpec, compute_gates, fold_rewards, gate_components, make_spec
-from recal_gym.types import COMPONENTS
+from recal_gym.rewards.presets import make_spec
+from recal_gym.rewards.spec import RewardSpec, fold_rewards, gate_components
 
 __all__ = ["CALIBRATION_INFO_KEYS", "CalibratedReward", "CalibrationConfig", "RunningRewardStats"]
 
@@ -193,10 +193,11 @@ class CalibratedReward(gym.Wrapper):
         Raises:
             InvalidData: the result is not finite (an unscorable component cannot feed a scalar agent).
         """
-        row = np.array([[float(raw[k]) for k in COMPONENTS]], dtype=np.float64)  # (1, 6)
-        comps = (
-            gate_components(row, compute_gates(row, self.reward_spec.gates, self.tau)) if self.config.hierarchy else row
-        )
+        row = np.array([[float(raw[k]) for k in self.reward_spec.names]], dtype=np.float64)  # (1, K)
+        if self.config.hierarchy:
+            comps = gate_components(row, self.reward_spec.compute_gates(row, tau=self.tau))
+        else:
+            comps = row
         value = float(fold_rewards(comps, self.reward_spec.weights)[0])
         if not math.isfinite(value):
             raise InvalidData(f"calibrated reward is not finite ({value}); raw components {raw}")

@@ -23,7 +23,7 @@ from envs.router_qa import RouterQAEnv
 from recal_gym.errors import InvalidAction, InvalidConfig, ResetNeeded
 from recal_gym.pools.replies import answer_from_splice
 from recal_gym.rewards.answer_metrics import normalize_answer
-from recal_gym.types import COMPONENTS
+from recal_gym.rewards.presets import make_spec
 
 __all__ = [
     "FLAT_INFO_KEYS",
@@ -31,20 +31,22 @@ __all__ = [
     "QueryFeaturizer",
     "RouterQADiscreteEnv",
     "best_answer",
+    "flat_info_keys",
     "reply_answer",
 ]
 
-FLAT_INFO_KEYS: tuple[str, ...] = (
-    *(f"reward_{k}" for k in COMPONENTS),
-    "em",
-    "f1",
-    "raw_cost",
-    "n_calls",
-    "format_ok_f",
-)
-"""Flat ``float`` keys of every step's ``info`` (meaningful on the terminal step), for
-``Monitor(info_keywords=FLAT_INFO_KEYS)``. ``reward_<k>`` are the gated components; ``format_ok_f`` is
-``format_ok`` as 0.0/1.0."""
+def flat_info_keys(components: Sequence[str]) -> tuple[str, ...]:
+    """Flat ``float`` keys of every step's ``info`` for a spec's components (meaningful on the terminal step).
+
+    For ``Monitor(info_keywords=...)``: ``reward_<k>`` per gated component, then ``em``, ``f1``, ``raw_cost``,
+    ``n_calls`` and ``format_ok_f`` (``format_ok`` as 0.0/1.0). An env's own keys are
+    :attr:`RouterQADiscreteEnv.flat_info_keys`.
+    """
+    return (*(f"reward_{k}" for k in components), "em", "f1", "raw_cost", "n_calls", "format_ok_f")
+
+
+FLAT_INFO_KEYS: tuple[str, ...] = flat_info_keys(make_spec("recal").names)
+""":func:`flat_info_keys` of the default ``recal`` spec."""
 
 _TOKEN_RE = re.compile(r"[a-z0-9]+")
 
@@ -97,7 +99,7 @@ class HashingFeaturizer:
         key = self.seed.to_bytes(8, "little")
         for n in range(1, self.ngrams + 1):
             for i in range(len(tokens) - n + 1):
-                gram = " ".join(tokens[i : i + n]).encode()
+                gram = " ".join(tokens[i : i + n]).encode("utf-8", "surrogatepass")
                 h = int.from_bytes(hashlib.blake2b(gram, digest_size=8, key=key).digest(), "little")
                 out[h % self.dim] += 1.0 if (h >> 63) & 1 else -1.0
         norm = float(np.sqrt(np.sum(out * out)))
@@ -187,7 +189,7 @@ class RouterQADiscreteEnv(gym.Env[np.ndarray, np.int64]):
         (True, <class 'float'>)
     """
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 1}  # noqa: RUF012 - Gymnasium's convention
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 1}  # noqa: RUF012 - Gymnasium's convention
 
     def __init__(
         self,
@@ -208,7 +210,8 @@ class RouterQADiscreteEnv(gym.Env[np.ndarray, np.int64]):
             cost_scale: µ$ at which the cost feature reaches 0.5.
             mask_repeats: Hide already-asked models in :meth:`action_masks`.
             text_env: A built RouterQA env to wrap (then ``dataset`` and ``text_env_kwargs`` must be empty).
-            render_mode: ``None`` or ``"ansi"`` (prompt + transcript of the inner env).
+            render_mode: ``None``, ``"ansi"`` or ``"rgb_array"``: the inner env's prompt + transcript as text or
+                as a drawn frame (``"rgb_array"`` is what stable-baselines3's ``make_vec_env`` asks for).
             **text_env_kwargs: Passed to :class:`~envs.router_qa.RouterQAEnv` (``pool``, ``reward``, …).
 
         Raises:
@@ -225,8 +228,9 @@ class RouterQADiscreteEnv(gym.Env[np.ndarray, np.int64]):
             )
         if text_env is not None and (dataset is not None or text_env_kwargs):
             raise InvalidConfig("text_env is given: dataset and the RouterQAEnv keyword arguments must be left out")
-        if render_mode not in (None, "ansi"):
-            raise InvalidConfig(f"render_mode must be None or 'ansi', got {render_mode!r}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            modes = self.metadata["render_modes"]
+            raise InvalidConfig(f"render_mode must be None or one of {modes}, got {render_mode!r}")
         self.render_mode = render_mode
         self.text_env = (
             text_env if text_env is not None else RouterQAEnv(dataset, render_mode=render_mode, **text_env_kwargs)
@@ -236,6 +240,8 @@ class RouterQADiscreteEnv(gym.Env[np.ndarray, np.int64]):
         self.cost_scale = float(cost_scale)
         self.mask_repeats = mask_repeats
         self.models: tuple[str, ...] = tuple(m.name for m in self.text_env.pool.spec.listed)
+        self.flat_info_keys: tuple[str, ...] = flat_info_keys(self.text_env.reward_spec.names)
+        """This env's flat terminal ``info`` keys (for ``Monitor(info_keywords=...)``)."""
         self.answer_action = len(self.models)
         self._features: dict[str, np.ndarray] = {}
         d, k = int(featurizer.dim), len(self.models)
@@ -281,7 +287,7 @@ class RouterQADiscreteEnv(gym.Env[np.ndarray, np.int64]):
     @staticmethod
     def _flat(info: dict[str, Any]) -> dict[str, Any]:
         comps = info["reward_components"]
-        flat: dict[str, Any] = {f"reward_{k}": float(comps[k]) for k in COMPONENTS}
+        flat: dict[str, Any] = {f"reward_{k}": float(v) for k, v in comps.items()}
         flat.update(
             em=float(info["em"]),
             f1=float(info["f1"]),
@@ -348,9 +354,9 @@ class RouterQADiscreteEnv(gym.Env[np.ndarray, np.int64]):
         mask[self.answer_action] = True
         return mask
 
-    def render(self) -> str | None:  # type: ignore[override]
-        """Prompt + transcript of the inner env in ``"ansi"`` mode (``None`` otherwise)."""
-        return self.text_env.render() if self.render_mode == "ansi" else None
+    def render(self) -> str | np.ndarray | None:  # type: ignore[override]
+        """The inner env's prompt + transcript: ``str`` (``"ansi"``), RGB frame (``"rgb_array"``) or ``None``."""
+        return self.text_env.render() if self.render_mode is not None else None
 
     def close(self) -> None:
         """Close the inner env if this env built it (idempotent)."""

@@ -3,24 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import gymnasium as gym
+import numpy as np
 
 from envs.spaces import FreeText
 from recal_gym.data import QuestionSet, load_questions
 from recal_gym.errors import InvalidAction, InvalidConfig, ResetNeeded, UnknownName, close_matches_hint
 from recal_gym.pools import Pool, PoolSpec, build_pool
+from recal_gym.pools.base import result_problem
 from recal_gym.pools.options import PoolOptions
 from recal_gym.prompt import DescriptorField, PromptVariant, render_router_prompt
-from recal_gym.protocol import QuerySplit, cut_action, neutralise, parse_action
+from recal_gym.protocol import QuerySplit, cut_action, neutralise, parse_action, scrub_surrogates
 from recal_gym.resolver import resolve_model
-from recal_gym.rewards.scoring import EpisodeScore, score_episode
-from recal_gym.rewards.spec import RewardSpec, make_spec
+from recal_gym.rewards.presets import make_spec
+from recal_gym.rewards.scoring import EpisodeScore, EpisodeScorer
+from recal_gym.rewards.spec import RewardSpec
 from recal_gym.rewards.state import RewardState
 from recal_gym.tokens import TokenCounter, TokenizerCounter, WordPunctCounter
-from recal_gym.types import COMPONENTS, CallRecord, CallRequest, CallResult, EpisodeRecord, NameMatching, QARow
+from recal_gym.types import CallRecord, CallRequest, CallResult, EpisodeRecord, NameMatching, QARow
 
 __all__ = ["PendingCall", "RouterQAEnv"]
 
@@ -28,6 +31,10 @@ ObsTruncation = Literal["content", "splice"]
 _OPEN, _CLOSE = "\n\n<information>", "</information>\n\n"
 _NONE_SPLICE = _OPEN + "None" + _CLOSE
 _RESET_OPTIONS = ("question_id", "dataset", "call_seed")
+CHARS_PER_TOKEN_BOUND = 8
+"""Character bound per token unit: actions are clipped to ``max_turn_chars`` (default
+``8 * max_turn_tokens``) and reply contents to ``8 * max_obs_length`` characters, so text without token
+boundaries (a 10 MB run of letters counts as one word) cannot enter the transcript whole."""
 
 
 def _question_set(dataset: str | Sequence[QARow] | QuestionSet | None) -> QuestionSet:
@@ -67,8 +74,14 @@ class _Episode:
     counts: dict[str, float] = field(default_factory=dict)
     calls_per_model: dict[str, float] = field(default_factory=dict)
     raw_cost: float = 0.0
+    latency_s: float = 0.0
     transcript_tokens: int = 0
     done: bool = False
+
+    def copy(self) -> _Episode:
+        """A copy sharing no container (the snapshot a failed step restores)."""
+        spans, calls, counts, per_model = list(self.spans), list(self.calls), dict(self.counts), self.calls_per_model
+        return replace(self, spans=spans, calls=calls, counts=counts, calls_per_model=dict(per_model))
 
 
 class RouterQAEnv(gym.Env[str, str]):
@@ -106,6 +119,12 @@ class RouterQAEnv(gym.Env[str, str]):
     ``terminated`` on an answer. ``truncated`` after the final (non-routing) turn without an answer
     (``max_routed_turns + 1`` steps) or when the transcript reaches ``max_transcript_tokens``.
 
+    ## Failures
+    A failed, malformed or out-of-range call result is a ``call_failed`` route labelled in
+    ``info["call_error"]``; lone surrogates in actions and replies become U+FFFD. Only ``InvalidAction``
+    and ``ResetNeeded`` are raised on purpose; if a backend bug raises inside a step, the episode is
+    restored to its state before the step and the env stays usable.
+
     ## Arguments
     See :meth:`__init__`.
 
@@ -121,7 +140,7 @@ class RouterQAEnv(gym.Env[str, str]):
         (True, 'answer')
     """
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 1}  # noqa: RUF012 - Gymnasium convention
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 1}  # noqa: RUF012 - Gymnasium convention
 
     def __init__(
         self,
@@ -129,13 +148,14 @@ class RouterQAEnv(gym.Env[str, str]):
         *,
         pool: str | PoolSpec | Pool | Mapping[str, Any] | None = None,
         pool_options: PoolOptions | None = None,
-        reward: str | RewardSpec = "recal",
+        reward: str | RewardSpec | Mapping[str, Any] = "recal",
         reward_state: RewardState | None = None,
         max_routed_turns: int = 4,
         max_turn_tokens: int = 1024,
         max_obs_length: int = 600,
         max_start_length: int = 2048,
         max_transcript_tokens: int = 4096,
+        max_turn_chars: int | None = None,
         token_counter: TokenCounter | Any | None = None,
         name_matching: NameMatching | None = None,
         query_split: QuerySplit = "first-colon",
@@ -162,6 +182,8 @@ class RouterQAEnv(gym.Env[str, str]):
             max_obs_length: Cap of one information splice.
             max_start_length: Cap of the prompt, checked for every question at construction.
             max_transcript_tokens: Cap of the transcript; reaching it truncates the episode.
+            max_turn_chars: Per-turn clip of the action in characters, applied before the token clip
+                (``None``: ``8 * max_turn_tokens``). Sets ``info["action_clipped"]`` like the token clip.
             token_counter: A :class:`~recal_gym.tokens.TokenCounter`, or a tokenizer with
                 ``encode``/``decode`` (wrapped), or ``None`` (words and punctuation).
             name_matching: ``"lenient"``, ``"exact"`` or ``"router-r1"``; ``None`` picks
@@ -170,28 +192,36 @@ class RouterQAEnv(gym.Env[str, str]):
             obs_truncation: ``"content"`` (default, keeps ``</information>``) or ``"splice"``.
             prompt_variant: ``"qwen"`` or ``"llama"``.
             descriptor_fields: ``("descriptor",)`` or ``("descriptor", "price")``.
-            render_mode: ``None`` or ``"ansi"``.
+            render_mode: ``None``, ``"ansi"`` (prompt + transcript as a ``str``) or ``"rgb_array"`` (the
+                same text drawn as a ``(600, 800, 3)`` uint8 frame, with matplotlib).
 
         Raises:
             InvalidConfig: a bad argument, or a prompt longer than ``max_start_length``.
         """
         self._check_limits(max_routed_turns, max_turn_tokens, max_obs_length, max_start_length, max_transcript_tokens)
+        max_turn_chars = CHARS_PER_TOKEN_BOUND * max_turn_tokens if max_turn_chars is None else max_turn_chars
+        if isinstance(max_turn_chars, bool) or not isinstance(max_turn_chars, int) or max_turn_chars < 1:
+            raise InvalidConfig(f"max_turn_chars must be None or an int >= 1, got {max_turn_chars!r}")
         if obs_truncation not in ("content", "splice"):
             raise InvalidConfig(f"obs_truncation must be 'content' or 'splice', got {obs_truncation!r}")
         if query_split not in ("first-colon", "router-r1"):
             raise InvalidConfig(f"query_split must be 'first-colon' or 'router-r1', got {query_split!r}")
-        if render_mode not in (None, "ansi"):
-            raise InvalidConfig(f"render_mode must be None or 'ansi', got {render_mode!r}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            modes = self.metadata["render_modes"]
+            raise InvalidConfig(f"render_mode must be None or one of {modes}, got {render_mode!r}")
         self.render_mode = render_mode
         self.questions = _question_set(dataset)
         self._owns_pool = not isinstance(pool, Pool)
         self.pool = pool if isinstance(pool, Pool) else build_pool(pool, pool_options)  # type: ignore[arg-type]
         self.pool.attach_questions(self.questions.rows)
         self.reward_spec = make_spec(reward)
+        self._scorer = EpisodeScorer(self.reward_spec)
+        self.reward_spec_hash = self._scorer.spec_hash
         if name_matching is None:
             name_matching = "router-r1" if self.reward_spec.name == "router-r1" else "lenient"
         self.name_table = self.pool.spec.name_table(name_matching)
         self.reward_state = reward_state or RewardState.default(self.reward_spec, self.name_table.listed)
+        self.reward_state.check(self.reward_spec, self.name_table.listed, where="RouterQAEnv(reward_state=...)")
         self.counter: TokenCounter = (
             WordPunctCounter()
             if token_counter is None
@@ -204,6 +234,7 @@ class RouterQAEnv(gym.Env[str, str]):
         self.max_obs_length = max_obs_length
         self.max_start_length = max_start_length
         self.max_transcript_tokens = max_transcript_tokens
+        self.max_turn_chars = max_turn_chars
         self.query_split: QuerySplit = query_split
         self.obs_truncation: ObsTruncation = obs_truncation
         self.prompt_variant: PromptVariant = prompt_variant
@@ -214,7 +245,7 @@ class RouterQAEnv(gym.Env[str, str]):
         self.action_space = FreeText()
         self._ep: _Episode | None = None
         self._last_record: EpisodeRecord | None = None
-        self._pending: tuple[str, Any] | None = None
+        self._pending: tuple[_Episode, dict[str, Any]] | None = None
 
     # ------------------------------------------------------------------ construction helpers
     @staticmethod
@@ -236,6 +267,8 @@ class RouterQAEnv(gym.Env[str, str]):
         )
 
     def _check_prompt_lengths(self) -> None:
+        if not self.questions.rows:
+            raise InvalidConfig("dataset holds no questions; give a dataset with at least one row")
         longest = max(self.questions.rows, key=lambda r: len(r.question))
         n = self.counter.count(self._prompt(longest))
         if n > self.max_start_length:
@@ -298,10 +331,20 @@ class RouterQAEnv(gym.Env[str, str]):
         return self.questions.by_id(ids[int(self.np_random.integers(len(ids)))])
 
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
-        """Take one policy turn; see the class docstring."""
+        """Take one policy turn; see the class docstring (raises as :meth:`begin_step`)."""
         pending = self.begin_step(action)
-        result = None if pending is None else self.pool.call(pending.request)
+        try:
+            result = None if pending is None else self.pool.call(pending.request)
+        except BaseException:  # a backend bug: undo the half-taken step, then let it surface
+            self.abort_step()
+            raise
         return self.finish_step(result)
+
+    def abort_step(self) -> None:
+        """Undo a pending :meth:`begin_step` (e.g. after ``pool.call_batch`` raised); no-op if none is pending."""
+        if self._pending is not None:
+            self._ep = self._pending[0]
+            self._pending = None
 
     def begin_step(self, action: str) -> PendingCall | None:
         """First half of :meth:`step`: clip, cut, parse and resolve; return the call to make, if any.
@@ -318,10 +361,18 @@ class RouterQAEnv(gym.Env[str, str]):
         if self._ep is None or self._ep.done:
             raise ResetNeeded("call reset() before step(): the episode has ended or never started")
         if self._pending is not None:
-            raise ResetNeeded("begin_step() was called twice without finish_step()")
-        ep = self._ep
+            raise ResetNeeded("begin_step() was called twice without finish_step() or abort_step()")
+        snapshot = self._ep.copy()
+        try:
+            return self._begin(scrub_surrogates(action[: self.max_turn_chars]), len(action), snapshot)
+        except BaseException:
+            self._ep = snapshot
+            raise
+
+    def _begin(self, action: str, length: int, snapshot: _Episode) -> PendingCall | None:
+        ep = self._episode
         ep.turn += 1
-        clipped = False
+        clipped = length > len(action)
         if self.counter.count(action) > self.max_turn_tokens:
             action, clipped = self.counter.truncate(action, self.max_turn_tokens), True
         kept, cut = cut_action(action)
@@ -331,7 +382,7 @@ class RouterQAEnv(gym.Env[str, str]):
             "cut": cut,
             "parsed": parsed,
             "action_clipped": clipped,
-            "discarded_chars": float(len(action) - len(kept)),
+            "discarded_chars": float(length - len(kept)),
             "model": "",
             "route_outcome": "",
         }
@@ -352,7 +403,7 @@ class RouterQAEnv(gym.Env[str, str]):
                     pending = PendingCall(request)
         elif parsed.kind != "answer":
             ep.counts["n_invalid_actions"] += 1.0
-        self._pending = ("step", step)
+        self._pending = (snapshot, step)
         return pending
 
     def finish_step(self, result: CallResult | None) -> tuple[str, float, bool, bool, dict[str, Any]]:
@@ -364,9 +415,16 @@ class RouterQAEnv(gym.Env[str, str]):
         """
         if self._pending is None or self._ep is None:
             raise ResetNeeded("finish_step() needs a preceding begin_step()")
-        step = self._pending[1]
+        snapshot, step = self._pending
         self._pending = None
-        ep = self._ep
+        try:
+            return self._finish(step, result)
+        except BaseException:  # a bug: never leave a half-finished step behind
+            self._ep = snapshot
+            raise
+
+    def _finish(self, step: dict[str, Any], result: CallResult | None) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        ep = self._episode
         obs = self._execute(step, result)
         start = len(ep.transcript) + len(step["kept"])
         ep.transcript += step["kept"] + obs
@@ -394,7 +452,15 @@ class RouterQAEnv(gym.Env[str, str]):
 
     def _execute(self, step: dict[str, Any], result: CallResult | None) -> str:
         ep = self._episode
-        step.update(obs_truncated=False, reply_neutralised=False, call_tokens=0.0, call_cost=0.0, span=None)
+        step.update(
+            obs_truncated=False,
+            reply_neutralised=False,
+            call_tokens=0.0,
+            call_cost=0.0,
+            call_latency=0.0,
+            span=None,
+            call_error="",
+        )
         outcome = step["route_outcome"]
         if step["parsed"].kind != "route" or outcome == "not_executed_final_turn":
             if outcome:
@@ -407,18 +473,31 @@ class RouterQAEnv(gym.Env[str, str]):
         model = self.pool.spec.model(step["model"])
         ep.counts["n_calls"] += 1.0
         ep.calls_per_model[model.name] += 1.0
-        if result is None or not result.ok:
+        problem = "no_result" if result is None else result_problem(result)
+        if problem or result is None or not result.ok:
             ep.counts["n_failed_calls"] += 1.0
             step["route_outcome"] = "call_failed"
+            step["call_error"] = problem or str(result.error if result is not None else "") or "failed"
             self._record_call(step, "call_failed", 0, 0.0)
             return _NONE_SPLICE
-        content, step["reply_neutralised"] = neutralise(result.text.strip())
-        splice, span, step["obs_truncated"] = self._splice(content)
-        tokens = int(result.completion_tokens)
+        content, step["reply_neutralised"] = neutralise(scrub_surrogates(result.text.strip()))
+        max_chars = CHARS_PER_TOKEN_BOUND * self.max_obs_length
+        splice, span, truncated = self._splice(content[:max_chars])
+        step["obs_truncated"] = truncated or len(content) > max_chars
+        tokens = result.completion_tokens
         cost = tokens * model.price_per_1m_output
         ep.raw_cost += cost
-        step.update(route_outcome="executed", call_tokens=float(tokens), call_cost=float(cost), span=span)
-        self._record_call(step, "executed", tokens, cost)
+        latency = result.latency_s
+        if latency is not None:
+            ep.latency_s += float(latency)
+        step.update(
+            route_outcome="executed",
+            call_tokens=float(tokens),
+            call_cost=float(cost),
+            call_latency=0.0 if latency is None else float(latency),
+            span=span,
+        )
+        self._record_call(step, "executed", tokens, cost, latency)
         return splice
 
     def _splice(self, content: str) -> tuple[str, tuple[int, int] | None, bool]:
@@ -438,7 +517,9 @@ class RouterQAEnv(gym.Env[str, str]):
                 return full, (len(_OPEN), len(_OPEN) + len(kept)), True
             budget -= 1
 
-    def _record_call(self, step: dict[str, Any], outcome: str, tokens: int, cost: float) -> None:
+    def _record_call(
+        self, step: dict[str, Any], outcome: str, tokens: int, cost: float, latency: float | None = None
+    ) -> None:
         ep = self._episode
         price = self.pool.spec.model(step["model"]).price_per_1m_output if step["model"] else 0.0
         ep.calls.append(
@@ -450,6 +531,7 @@ class RouterQAEnv(gym.Env[str, str]):
                 completion_tokens=tokens,
                 price_per_1m=price,
                 cost=cost,
+                latency_s=latency,
             )
         )
 
@@ -467,15 +549,15 @@ class RouterQAEnv(gym.Env[str, str]):
             termination=termination,
             pool=self.name_table,
         )
-        score = score_episode(self._last_record, self.reward_spec, self.reward_state)
-        self.reward_state.assign(score.state_after)  # in place: sub-envs may share this object
+        # In place: sub-envs may share this state object (batch-mode states ignore the update).
+        score = self._scorer.score(self._last_record, self.reward_state, update=True)
         return score
 
     def _info(self, *, step: dict[str, Any] | None, score: EpisodeScore | None) -> dict[str, Any]:
         ep = self._episode
         s = step or {}
         parsed = s.get("parsed")
-        zeros = dict.fromkeys(COMPONENTS, 0.0)
+        zeros = dict.fromkeys(self._scorer.names, 0.0)
         info: dict[str, Any] = {
             "question_id": ep.row.question_id,
             "data_source": ep.row.data_source,
@@ -492,15 +574,19 @@ class RouterQAEnv(gym.Env[str, str]):
             "requested_model": parsed.name if parsed else "",
             "model": s.get("model", ""),
             "route_outcome": s.get("route_outcome", ""),
+            "call_error": s.get("call_error", ""),
             "call_completion_tokens": s.get("call_tokens", 0.0),
             "call_cost": s.get("call_cost", 0.0),
+            "call_latency_s": s.get("call_latency", 0.0),
             **ep.counts,
             "calls_per_model": dict(ep.calls_per_model),
             "raw_cost": float(ep.raw_cost),
+            "latency_s": float(ep.latency_s),
             "reward_components": dict(score.components) if score else dict(zeros),
             "reward_components_raw": dict(score.components_raw) if score else dict(zeros),
             "reward_gates": dict(score.gates) if score else dict(zeros),
-            "reward_weights": self.reward_spec.weights_dict(),
+            "reward_weights": dict(self._scorer.weights),
+            "reward_spec_hash": self.reward_spec_hash,
             "scored": score is not None,
             "em": score.em if score else 0.0,
             "f1": score.f1 if score else 0.0,
@@ -516,13 +602,20 @@ class RouterQAEnv(gym.Env[str, str]):
         return info
 
     # ------------------------------------------------------------------ extras
-    def render(self) -> str | None:  # type: ignore[override]
-        """Return prompt + transcript in ``"ansi"`` mode (``None`` otherwise)."""
-        if self.render_mode != "ansi":
+    def render(self) -> str | np.ndarray | None:  # type: ignore[override]
+        """Prompt + transcript: a ``str`` in ``"ansi"`` mode, an RGB frame in ``"rgb_array"`` mode, else ``None``.
+
+        Raises:
+            MissingDependency: ``"rgb_array"`` without matplotlib (``pip install matplotlib``).
+        """
+        if self.render_mode is None:
             return None
-        if self._ep is None:
-            return ""
-        return self._ep.prompt + self._ep.transcript
+        text = "" if self._ep is None else self._ep.prompt + self._ep.transcript
+        if self.render_mode == "rgb_array":
+            from envs.rendering import text_frame
+
+            return text_frame(text)
+        return text
 
     def last_episode_record(self) -> EpisodeRecord | None:
         """The record of the last scored episode (a frozen dataclass), or ``None``."""

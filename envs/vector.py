@@ -114,7 +114,12 @@ class RouterQAVectorEnv(VectorEnv):
                 raise InvalidAction(f"sub-env {i}: actions are str, got {type(action).__name__}")
         pending = {i: env.begin_step(str(actions[i])) for i, env in enumerate(self.envs) if not self._done[i]}
         calls = [(i, p.request) for i, p in pending.items() if p is not None]
-        answers = self.pool.call_batch([r for _, r in calls]) if calls else []
+        try:
+            answers = self.pool.call_batch([r for _, r in calls]) if calls else []
+        except BaseException:  # a backend bug: undo every begun step so the sub-envs stay usable
+            for i in pending:
+                self.envs[i].abort_step()
+            raise
         results: dict[int, CallResult] = {i: a for (i, _), a in zip(calls, answers, strict=True)}
         obs = [""] * self.num_envs
         rewards = np.zeros(self.num_envs, dtype=np.float64)

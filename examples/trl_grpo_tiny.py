@@ -1,110 +1,145 @@
-"""Train a tiny, randomly initialised router with TRL's ``GRPOTrainer`` and ReCal advantages, on CPU.
+"""Train a tiny router with TRL's ``GRPOTrainer`` through multi-turn RouterQA episodes and ReCal advantages, on CPU.
 
-A runnable smoke example of ``agents.adapters.trl`` (a few seconds; no download, no GPU)::
+A runnable example of ``agents.adapters.trl_rollout`` and ``agents.adapters.trl`` (no download, no GPU)::
 
-    python examples/trl_grpo_tiny.py --steps 2 --out /tmp/trl-tiny
+    python examples/trl_grpo_tiny.py --steps 4 --out /tmp/trl-tiny
 
-The model is config-built (``agents.models.tiny_model``), so its completions are junk and most rewards are the
-format penalty; the point is the wiring: RouterQA prompts → TRL generation → six ``raw_<component>``
-reward functions that play each completion in ``RouterQA-v0`` → ReCal advantages replacing TRL's.
+1. **Warm start.** The config-built tiny Llama first clones scripted demonstrations for ``--warmstart-steps``
+   steps (the ``agents`` learner's supervised warm start, ``docs/learner.md`` §10.3), or loads the weights of a
+   learner checkpoint with ``--init <dir>`` (e.g. ``recal-gym train --preset tiny ... --out runs/t`` writes
+   ``runs/t/warmstart/``). A random model never follows the protocol, so every completion would get the same
+   format penalty, zero advantages and zero loss; after the warm start some episodes route, some answer and
+   some break the format, so groups differ.
+2. **GRPO in TRL.** ``RouterQARollout`` plays each prompt's episode with the trainer's model (turn → env step →
+   ``<information>`` splice → next turn), masks the splices out of the loss (``env_mask``) and passes the env's
+   raw components to the ``raw_<component>`` reward functions; the ReCal trainer replaces TRL's advantages by
+   the ``recal`` estimator's.
+
+Each step prints TRL's loss and ``frac_reward_zero_std``, the advantage spread and the batch mean of every raw
+reward component (``reward/<component>/mean``).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["build_dataset", "run"]
-
-
-def build_dataset(num_questions: int, seed: int) -> Any:
-    """A ``datasets.Dataset`` of RouterQA prompts with ``question_id`` and ``data_source`` columns."""
-    import gymnasium as gym
-    from datasets import Dataset
-
-    import recal_gym  # noqa: F401 - registers RouterQA-v0
-
-    env = gym.make("RouterQA-v0")
-    rows = []
-    for k in range(num_questions):
-        prompt, info = env.reset(seed=seed + k)
-        rows.append({"prompt": prompt, "question_id": info["question_id"], "data_source": info["data_source"]})
-    env.close()
-    return Dataset.from_list(rows)
+__all__ = ["run", "step_table"]
 
 
 def run(
     output_dir: str | Path,
     *,
-    steps: int = 2,
-    num_questions: int = 4,
+    steps: int = 4,
+    questions_per_step: int = 2,
     num_generations: int = 4,
+    num_questions: int = 8,
+    warmstart_steps: int = 60,
+    warmstart_batch: int = 8,
+    init: str | Path | None = None,
+    lr: float = 1e-3,
     seed: int = 0,
-    reward_funcs: list[Any] | None = None,
+    engine_factory: Any = None,
 ) -> Any:
-    """Build the tiny model and dataset, train ``steps`` GRPO steps with ReCal advantages; return the trainer.
+    """Warm-start the tiny policy, then train ``steps`` TRL GRPO steps on RouterQA episodes; return the trainer.
 
     Args:
         output_dir: Where the tiny model and TRL's run directory go.
-        steps: Optimiser steps.
-        num_questions: Prompts in the dataset.
-        num_generations: G, completions per prompt.
-        seed: Seed of the model weights, the question draw and TRL.
-        reward_funcs: The six ``raw_<component>`` functions; ``None`` plays completions in ``RouterQA-v0``.
+        steps: TRL optimiser steps.
+        questions_per_step: Questions per step (TRL's batch is ``questions_per_step * num_generations``).
+        num_generations: G, episodes per question.
+        num_questions: Questions in the training dataset.
+        warmstart_steps: Supervised warm-start steps on scripted demonstrations (ignored with ``init``).
+        warmstart_batch: Demonstrations per warm-start step.
+        init: A learner checkpoint directory (``checkpoint.pt``) whose weights start the run.
+        lr: AdamW learning rate of the GRPO steps.
+        seed: Seed of the model weights, the warm start, the question draw, TRL and the rollout's sampler.
+        engine_factory: The rollout's sampler factory (default: ``HFEngine`` on the trainer's model).
     """
-    from transformers import AutoModelForCausalLM
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is experimental in TRL 1.16
+    import torch
+    from datasets import Dataset
     from trl import GRPOConfig
 
-    from agents.adapters.trl import RouterQAScorer, component_reward_funcs, recal_grpo_trainer_class
-    from agents.models.tiny_model import build_tiny_model, load_tiny_tokenizer
-    from recal_gym.rewards.spec import make_spec
+    from agents.adapters.trl import recal_grpo_trainer_class
+    from agents.adapters.trl_rollout import RouterQARollout, rollout_reward_funcs, routerqa_rows
+    from agents.grpo.config import preset
+    from agents.grpo.learner import build_learner
 
     out = Path(output_dir)
-    model_dir = build_tiny_model(out / "model", max_position_embeddings=4096, seed=seed)
-    tokenizer = load_tiny_tokenizer(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True)
+    config = dataclasses.replace(
+        preset("tiny"),
+        seed=seed,
+        questions_per_step=questions_per_step,
+        group_size=num_generations,
+        warmstart_steps=0 if init else warmstart_steps,
+        warmstart_batch=warmstart_batch,
+        init_checkpoint=str(init or ""),
+    )
+    learner = build_learner(config, out)  # the tiny policy, its tokenizer and batch-mode RouterQA envs
+    learner.warm_start()  # a no-op when the weights came from ``init``
+    tokenizer = learner.codec.tokenizer
+    order = torch.randperm(len(learner.question_ids), generator=torch.Generator().manual_seed(seed))
+    question_ids = [learner.question_ids[i] for i in order[:num_questions].tolist()]
+    rollout = RouterQARollout(learner.envs, question_ids=question_ids, seed=seed, engine_factory=engine_factory)
     args = GRPOConfig(
         output_dir=str(out / "run"),
-        per_device_train_batch_size=num_generations,
+        per_device_train_batch_size=questions_per_step * num_generations,
         num_generations=num_generations,
-        max_completion_length=24,
+        max_completion_length=(config.max_routed_turns + 1) * (config.max_new_tokens + config.max_obs_tokens),
         max_steps=steps,
-        learning_rate=1e-3,
+        learning_rate=lr,
+        beta=0.0,
         logging_steps=1,
         save_strategy="no",
         report_to=[],
         use_cpu=True,
         bf16=False,
         seed=seed,
-        temperature=1.0,
-        reward_weights=list(make_spec("recal").weights),  # TRL's logged "reward" = the ungated fold
+        temperature=config.temperature,
+        reward_weights=list(rollout.spec.weights),  # TRL's logged "reward" = the ungated fold of the raw components
     )
-    if reward_funcs is None:
-        reward_funcs = component_reward_funcs(RouterQAScorer(), kind="raw")
-    trainer_cls = recal_grpo_trainer_class()
-    trainer = trainer_cls(
-        model=model,
+    trainer = recal_grpo_trainer_class()(
+        model=learner.model,
         args=args,
-        train_dataset=build_dataset(num_questions, seed),
+        train_dataset=Dataset.from_list(routerqa_rows(learner.envs[0], question_ids)),
         processing_class=tokenizer,
-        reward_funcs=reward_funcs,
+        reward_funcs=rollout_reward_funcs(rollout.spec, kind="raw"),
+        rollout_func=rollout,
         estimator="recal",
     )
     trainer.train()
     return trainer
 
 
+def step_table(trainer: Any) -> str:
+    """A Markdown table of the logged training steps: loss, zero-std share, advantage spread, raw components."""
+    names = list(trainer.recal_spec.names)
+    head = ["step", "loss", "frac_reward_zero_std", "adv/std", "episode/return", *(f"reward/{k}" for k in names)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---:|" * len(head)]
+    for row in trainer.state.log_history:
+        if "adv/std" not in row:
+            continue
+        cells = [row["step"], row["loss"], row["frac_reward_zero_std"], row["adv/std"], row["episode/return"]]
+        cells += [row[f"reward/{k}/mean"] for k in names]
+        lines.append("| " + " | ".join(f"{c:.3g}" if isinstance(c, float) else str(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     """Command-line entry."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--out", default="/tmp/recal-trl-tiny")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--warmstart-steps", type=int, default=60)
+    parser.add_argument("--init", default=None, help="learner checkpoint directory to start from")
     a = parser.parse_args()
-    trainer = run(a.out, steps=a.steps, seed=a.seed)
-    step = trainer.last_recal
-    print(f"trained {a.steps} steps; last batch advantages: {step.advantages.tolist() if step else None}")
+    trainer = run(a.out, steps=a.steps, seed=a.seed, warmstart_steps=a.warmstart_steps, init=a.init)
+    print(step_table(trainer))
 
 
 if __name__ == "__main__":

@@ -17,11 +17,14 @@ __all__ = [
     "InvalidAction",
     "InvalidConfig",
     "InvalidData",
+    "MissingDependency",
     "RecalGymError",
     "ResetNeeded",
+    "RewardComponentError",
     "UnknownComponent",
     "UnknownModel",
     "UnknownName",
+    "UsageError",
     "close_matches_hint",
 ]
 
@@ -46,6 +49,10 @@ class ResetNeeded(RecalGymError, RuntimeError):
     """``step`` was called on an episode that has ended (or was never reset)."""
 
 
+class RewardComponentError(RecalGymError, ValueError):
+    """A reward component returned a non-float, a non-finite value or a value outside its declared range."""
+
+
 class UnknownName(RecalGymError, KeyError):
     """A name was looked up in a registry or table that does not hold it."""
 
@@ -55,7 +62,7 @@ class UnknownName(RecalGymError, KeyError):
 
 
 class UnknownComponent(UnknownName):
-    """A reward component name is not one of the six known components."""
+    """A reward component name is not registered (or not part of a reward spec)."""
 
 
 class UnknownModel(UnknownName):
@@ -68,6 +75,25 @@ class AssetMissing(RecalGymError, FileNotFoundError):
 
 class BackendError(RecalGymError, RuntimeError):
     """A candidate backend could not be constructed or configured."""
+
+
+class MissingDependency(RecalGymError, ImportError):
+    """An optional dependency is not installed; the message names it and the pip extra that brings it."""
+
+
+class UsageError(RecalGymError, ValueError):
+    """A command-line invocation cannot run: a bad flag value or path, or a missing optional dependency.
+
+    Args:
+        what: What is wrong, naming the bad value.
+        fix: How to fix it (the CLI prints ``recal-gym <command>: <what> — <fix>``).
+    """
+
+    def __init__(self, what: str, fix: str = "") -> None:
+        """Keep ``what`` and ``fix`` apart for the one-line CLI message."""
+        super().__init__(what + (f" — {fix}" if fix else ""))
+        self.what = what
+        self.fix = fix
 
 
 def close_matches_hint(name: str, allowed: Iterable[str]) -> str:

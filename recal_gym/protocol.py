@@ -24,6 +24,7 @@ __all__ = [
     "neutralise",
     "parse_action",
     "scan_blocks",
+    "scrub_surrogates",
 ]
 
 RESERVED_TAGS: tuple[str, ...] = ("think", "search", "information", "answer")
@@ -40,6 +41,7 @@ _BLOCK_RE = re.compile(r"<(think|search|information|answer)>(.*?)</\1>", re.DOTA
 _ACTION_RE = re.compile(r"<(search|answer)>(.*?)</\1>", re.DOTALL)
 _ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _NEUTRALISE_RE = re.compile(r"<\s*/?\s*(?:think|search|information|answer)\s*>", re.IGNORECASE)
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +110,16 @@ def neutralise(text: str) -> tuple[str, bool]:
     """
     out, n = _NEUTRALISE_RE.subn(lambda m: m.group(0).replace("<", "&lt;").replace(">", "&gt;"), text)
     return out, n > 0
+
+
+def scrub_surrogates(text: str) -> str:
+    r"""Replace every surrogate code point (U+D800-U+DFFF) by U+FFFD, keeping the length.
+
+    A Python ``str`` may hold lone surrogates (e.g. from a JSON ``"\ud800"`` escape), which no UTF-8
+    encoder or tokenizer accepts. Scrubbed text encodes everywhere, and its character offsets are
+    those of the input.
+    """
+    return _SURROGATE_RE.sub("\ufffd", text) if _SURROGATE_RE.search(text) else text
 
 
 def cut_action(text: str) -> tuple[str, CutKind]:

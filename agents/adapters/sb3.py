@@ -19,14 +19,19 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.vec_env import VecEnv
 
 from envs.calibration_wrapper import CalibratedReward, CalibrationConfig, RunningRewardStats
-from envs.discrete import FLAT_INFO_KEYS
+from envs.discrete import flat_info_keys
+from recal_gym.optional import missing_dependency
+from recal_gym.rewards.presets import make_spec
 from recal_gym.rewards.spec import fold_reward
-from recal_gym.types import COMPONENTS
+
+try:
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecEnv
+except ModuleNotFoundError as exc:  # one clear line naming the extra instead of a deep traceback
+    raise missing_dependency(exc, feature="the stable-baselines3 adapter (agents.adapters.sb3)", extra="sb3") from None
 
 __all__ = ["DISCRETE_ENV_ID", "EpisodeMetrics", "RouterMetricsCallback", "make_router_vec_env"]
 
@@ -57,7 +62,7 @@ class EpisodeMetrics:
         """Record one scored episode from its terminal ``info`` (non-scored infos are ignored)."""
         if not info.get("scored", False):
             return
-        comps: dict[str, float] = {k: float(info["reward_components"][k]) for k in COMPONENTS}
+        comps: dict[str, float] = {k: float(v) for k, v in info["reward_components"].items()}
         total = fold_reward(comps, info["reward_weights"])
         row = {f"reward/{k}/mean": v for k, v in comps.items()}
         row.update(
@@ -144,7 +149,8 @@ def make_router_vec_env(
 ) -> VecEnv:
     """Build a ``DummyVecEnv`` of ``RouterQADiscrete-v0`` envs for SB3.
 
-    Each sub-env is ``gym.make(env_id, **env_kwargs)`` inside ``Monitor(info_keywords=FLAT_INFO_KEYS)``
+    Each sub-env is ``gym.make(env_id, **env_kwargs)`` inside ``Monitor(info_keywords=...)`` with the env's flat
+    terminal keys (:func:`~envs.discrete.flat_info_keys` of its reward spec)
     (so the monitor records the env's own reward), optionally wrapped in
     :class:`~envs.calibration_wrapper.CalibratedReward` (the reward the agent learns from). The
     calibrated sub-envs share one :class:`~envs.calibration_wrapper.RunningRewardStats`.
@@ -161,12 +167,13 @@ def make_router_vec_env(
     if calibration is not None:
         wrapper_class = CalibratedReward
         wrapper_kwargs = {"config": calibration, "stats": RunningRewardStats()}
+    kwargs = dict(env_kwargs or {})
     return make_vec_env(
         env_id,
         n_envs=n_envs,
         seed=seed,
-        env_kwargs={"render_mode": None, **dict(env_kwargs or {})},  # SB3 defaults to "rgb_array"
-        monitor_kwargs={"info_keywords": FLAT_INFO_KEYS},
+        env_kwargs=dict(env_kwargs or {}),
+        monitor_kwargs={"info_keywords": flat_info_keys(make_spec(kwargs.get("reward", "recal")).names)},
         wrapper_class=wrapper_class,
         wrapper_kwargs=wrapper_kwargs,
     )

@@ -1,26 +1,31 @@
 """TRL adapter: RouterQA reward components as TRL reward functions, and ReCal advantages in ``GRPOTrainer``.
 
-Two ways to train a RouterQA router with TRL (``docs/learner.md`` §11):
+Three ways to train a RouterQA router with TRL (``docs/learner.md`` §11):
 
-1. **Plain TRL.** :func:`component_reward_funcs` returns one reward function per component (TRL's
-   plain-callable convention). Each plays the completion in a RouterQA env through the Gymnasium API
+1. **Multi-turn episodes (recommended).** ``GRPOTrainer(rollout_func=RouterQARollout(...))``
+   (:mod:`agents.adapters.trl_rollout`) plays whole episodes — turns, candidate calls, ``<information>``
+   splices (masked out of the loss with TRL's ``env_mask``) — and hands the env's decomposed rewards to
+   the reward functions of :func:`~agents.adapters.trl_rollout.rollout_reward_funcs`.
+2. **Single-turn, plain TRL.** :func:`component_reward_funcs` returns one reward function per component (TRL's
+   plain-callable convention). Each plays TRL's own completion in a RouterQA env through the Gymnasium API
    (``reset(options={"question_id": ...})``, ``step(completion)``; later turns come from ``continuation``,
    by default empty turns, so a completion must answer in its own turn) and returns that component. Use
    ``kind="gated"`` with ``GRPOConfig(reward_weights=spec weights, multi_objective_aggregation=
    "normalize_then_sum")`` for TRL's GDPO form.
-2. **ReCal.** Use ``kind="raw"`` functions with the trainer class from :func:`recal_grpo_trainer_class`. It
-   runs TRL's own generation and reward calls, then replaces TRL's advantages by those of any
-   ``agents.grpo.advantages`` estimator (default ``"recal"``) on the gathered batch: raw components → the reward
-   spec's gates (``recal_gym.rewards.spec.compute_gates``) → :class:`~agents.grpo.advantages.RewardBatch` →
-   estimator, with an explicit :class:`~agents.grpo.calibration.CalibrationState`. The dataset needs the columns
-   ``prompt``, ``question_id`` and ``data_source``.
+3. **ReCal advantages** (with 1 or 2). Use ``kind="raw"`` functions with the trainer class from
+   :func:`recal_grpo_trainer_class`. It runs TRL's generation (or the rollout) and reward calls, then replaces
+   TRL's advantages by those of any ``agents.grpo.advantages`` estimator (default ``"recal"``) on the
+   gathered batch: raw components → the reward spec's gates (``RewardSpec.compute_gates``) →
+   :class:`~agents.grpo.advantages.RewardBatch` → estimator, with an explicit
+   :class:`~agents.grpo.calibration.CalibrationState`. The dataset needs the columns ``prompt``,
+   ``question_id`` and ``data_source``.
 
 Example (see ``examples/trl_grpo_tiny.py`` for a runnable CPU version)::
 
-    scorer = RouterQAScorer()
+    rollout = RouterQARollout(make_env, question_ids=ds["question_id"])
     Trainer = recal_grpo_trainer_class()
-    trainer = Trainer(model=..., args=GRPOConfig(...), train_dataset=ds,
-                      reward_funcs=component_reward_funcs(scorer, kind="raw"), estimator="recal")
+    trainer = Trainer(model=..., args=GRPOConfig(...), train_dataset=ds, rollout_func=rollout,
+                      reward_funcs=rollout_reward_funcs(rollout.spec, kind="raw"), estimator="recal")
     trainer.train()
 
 TRL is optional: it is imported only inside :func:`recal_grpo_trainer_class`.
@@ -41,8 +46,9 @@ from agents.grpo.advantages import AdvantageFn, AdvantageOut, RewardBatch, make_
 from agents.grpo.calibration import CalibrationState
 from agents.grpo.estimator_config import RecalConfig
 from recal_gym.errors import InvalidConfig, InvalidData
-from recal_gym.rewards.spec import RewardSpec, compute_gates, fold_rewards, gate_components, make_spec
-from recal_gym.types import COMPONENTS
+from recal_gym.rewards.batch import reward_arrays_from_raw
+from recal_gym.rewards.presets import make_spec
+from recal_gym.rewards.spec import RewardSpec
 
 __all__ = [
     "ComponentKind",
@@ -60,6 +66,9 @@ ComponentKind = Literal["raw", "gated"]
 
 Continuation = Callable[[str, Mapping[str, Any]], str]
 """``(observation, info) -> next turn``: how an episode goes on after the completion's turn."""
+
+_EPISODE_FIELDS = {"episode_return": "episode/return", "em": "episode/em", "turns": "episode/turns"}
+"""Rollout fields (:class:`~agents.adapters.trl_rollout.RouterQARollout`) logged as batch means."""
 
 
 def _empty_turn(observation: str, info: Mapping[str, Any]) -> str:
@@ -80,9 +89,9 @@ class EpisodeComponents:
     """Components of one scored completion."""
 
     raw: dict[str, float]
-    """Pre-gate components, COMPONENTS keys."""
+    """Pre-gate components, keyed by the reward spec's component names."""
     gated: dict[str, float]
-    """Gated components, COMPONENTS keys."""
+    """Gated components, keyed by the reward spec's component names."""
     data_source: str
     """The question's dataset."""
 
@@ -90,7 +99,7 @@ class EpisodeComponents:
 class RouterQAScorer:
     """Plays completions in a RouterQA env and caches the components of the last batch.
 
-    TRL calls every reward function on the same batch in turn; the six component functions share
+    TRL calls every reward function on the same batch in turn; the component functions share
     one scorer, so each batch is played once.
 
     Args:
@@ -108,6 +117,7 @@ class RouterQAScorer:
             env = gym.make("RouterQA-v0")
         self.env = env
         self.continuation = _empty_turn if continuation is None else continuation
+        self.spec: RewardSpec = env.unwrapped.reward_spec  # type: ignore[attr-defined]
         self._key: tuple[tuple[str, ...], tuple[str, ...]] | None = None
         self._cache: list[EpisodeComponents] = []
 
@@ -121,8 +131,8 @@ class RouterQAScorer:
                 break
             turn = self.continuation(obs, info)
         return EpisodeComponents(
-            raw={k: float(info["reward_components_raw"][k]) for k in COMPONENTS},
-            gated={k: float(info["reward_components"][k]) for k in COMPONENTS},
+            raw={k: float(v) for k, v in info["reward_components_raw"].items()},
+            gated={k: float(v) for k, v in info["reward_components"].items()},
             data_source=str(info["data_source"]),
         )
 
@@ -139,9 +149,11 @@ class RouterQAScorer:
 
 
 def component_reward_funcs(
-    scorer: RouterQAScorer, *, kind: ComponentKind = "raw", components: Sequence[str] = COMPONENTS
+    scorer: RouterQAScorer, *, kind: ComponentKind = "raw", components: Sequence[str] | None = None
 ) -> list[Callable[..., list[float]]]:
     """One TRL reward function per component, named ``"<kind>_<component>"``.
+
+    ``components`` defaults to every component of the scorer's reward spec.
 
     Each has TRL's signature ``f(prompts, completions, question_id, **kwargs) -> list[float]``; the
     dataset must have a ``question_id`` column.
@@ -151,9 +163,11 @@ def component_reward_funcs(
     """
     if kind not in ("raw", "gated"):
         raise InvalidConfig(f"kind={kind!r}: must be 'raw' or 'gated'")
-    unknown = [c for c in components if c not in COMPONENTS]
+    known = scorer.spec.names
+    components = known if components is None else tuple(components)
+    unknown = [c for c in components if c not in known]
     if unknown:
-        raise InvalidConfig(f"unknown components {unknown}; known: {list(COMPONENTS)}")
+        raise InvalidConfig(f"unknown components {unknown}; the reward spec has {list(known)}")
 
     def make(component: str) -> Callable[..., list[float]]:
         def reward(prompts: Sequence[Any], completions: Sequence[Any], question_id: Sequence[str], **_: Any) -> list:
@@ -175,23 +189,22 @@ def build_reward_batch(
 ) -> RewardBatch:
     """Build the estimators' :class:`RewardBatch` from per-trajectory raw components.
 
-    Gates come from ``recal_gym.rewards.spec.compute_gates`` with the spec's rules and τ; the scalar is the
-    spec's fold of the gated components; source ids are in first-seen order.
+    Gates, the gated values and the scalar come from ``recal_gym.rewards.batch.reward_arrays_from_raw`` (the
+    env's own gate code and fold); source ids are in first-seen order.
 
     Args:
-        raw: ``(N, 6)`` float raw components in COMPONENTS order (NaN = unscorable).
+        raw: ``(N, K)`` float raw components in the spec's order (NaN = unscorable).
         data_sources: ``(N,)`` dataset names.
         groups: G (TRL: a prompt's G completions are consecutive, group ``i // G``), or ``(N,)`` group
             keys (verl's ``uid``), numbered in first-seen order.
-        spec: Gate rules, τ and weights.
+        spec: Components, gates, τ and weights.
 
     Raises:
         InvalidData: inconsistent shapes, or N not a multiple of G.
     """
     r = np.asarray(raw.detach().cpu().numpy() if isinstance(raw, Tensor) else raw, dtype=np.float64)
-    n = r.shape[0] if r.ndim == 2 else -1
-    if r.ndim != 2 or r.shape[1] != len(COMPONENTS) or len(data_sources) != n:
-        raise InvalidData(f"raw must be (N, 6) with N data sources; got {r.shape} and {len(data_sources)} sources")
+    arrays = reward_arrays_from_raw(r, spec, data_sources)  # validates (N, K) and N sources
+    n = len(arrays)
     if isinstance(groups, int):
         if groups < 1 or n % groups:
             raise InvalidData(f"N={n} is not a multiple of num_generations={groups}")
@@ -201,18 +214,7 @@ def build_reward_batch(
             raise InvalidData(f"{len(groups)} group keys for N={n} trajectories")
         ids = {key: i for i, key in enumerate(dict.fromkeys(groups))}
         group = torch.tensor([ids[key] for key in groups], dtype=torch.int64)
-    gated = gate_components(r, compute_gates(r, spec.gates, spec.tau))  # (N, 6)
-    names = tuple(dict.fromkeys(str(s) for s in data_sources))
-    index = {name: i for i, name in enumerate(names)}
-    return RewardBatch(
-        raw=torch.as_tensor(r, dtype=torch.float32),
-        gated=torch.as_tensor(gated, dtype=torch.float32),
-        scalar=torch.as_tensor(fold_rewards(gated, spec.weights), dtype=torch.float32),
-        group=group,
-        source=torch.tensor([index[str(s)] for s in data_sources], dtype=torch.int64),
-        source_names=names,
-        weights=torch.tensor(spec.weights, dtype=torch.float32),
-    )
+    return RewardBatch.from_arrays(arrays, group, source_names=tuple(dict.fromkeys(arrays.data_source)))
 
 
 def recal_advantages(
@@ -232,7 +234,7 @@ class RecalStep(NamedTuple):
     """What :func:`recal_grpo_trainer_class`'s trainer computed on its last batch (for tests and logs)."""
 
     raw: Tensor
-    """``(N, 6)`` gathered raw components."""
+    """``(N, K)`` gathered raw components, in the reward spec's order."""
     data_sources: tuple[str, ...]
     """``(N,)`` gathered dataset names."""
     num_generations: int
@@ -249,17 +251,19 @@ def recal_grpo_trainer_class() -> type:
     Extra constructor keywords: ``estimator`` (registry name, default ``"recal"``), ``recal_config``
     (:class:`~agents.grpo.estimator_config.RecalConfig`), ``reward_spec`` (gates, τ and weights; default
     ``"recal"``), ``calibration_state`` (shared :class:`~agents.grpo.calibration.CalibrationState`). The reward
-    functions must include ``raw_<component>`` for all six components (:func:`component_reward_funcs`).
-    Advantage metrics are logged under TRL's metrics with the estimator's keys (``adv/*``, ``calib/*``).
+    functions must include ``raw_<component>`` for every component of ``reward_spec`` (:func:`component_reward_funcs`
+    or :func:`~agents.adapters.trl_rollout.rollout_reward_funcs`). The estimator's metrics join TRL's logs under their
+    own names (``adv/std``, ``recal/weight/mean``, ``calib/<data_source>/mean``, ``reward/<component>/mean``); with
+    :class:`~agents.adapters.trl_rollout.RouterQARollout` also ``episode/return``, ``episode/em`` and
+    ``episode/turns`` (batch means).
 
     Raises:
-        ImportError: TRL is not installed (``pip install trl``).
+        MissingDependency: TRL or accelerate is not installed (an ``ImportError`` naming the ``trl`` extra).
     """
-    try:
-        from accelerate.utils import gather_object
-        from trl import GRPOTrainer
-    except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError("the TRL adapter needs TRL: pip install trl (or the project's 'dev' extra)") from err
+    from recal_gym.optional import require
+
+    gather_object = require("accelerate.utils", feature="recal_grpo_trainer_class", extra="trl").gather_object
+    GRPOTrainer = require("trl", feature="recal_grpo_trainer_class").GRPOTrainer
 
     class RecalGRPOTrainer(GRPOTrainer):  # type: ignore[misc, valid-type]
         """``GRPOTrainer`` with ReCal (or any registered) advantages; see :func:`recal_grpo_trainer_class`."""
@@ -275,31 +279,36 @@ def recal_grpo_trainer_class() -> type:
         ) -> None:
             super().__init__(*args, **kwargs)
             names = list(self.reward_func_names)
-            missing = [f"raw_{k}" for k in COMPONENTS if f"raw_{k}" not in names]
+            self.recal_spec = make_spec(reward_spec)
+            missing = [f"raw_{k}" for k in self.recal_spec.names if f"raw_{k}" not in names]
             if missing:
                 raise InvalidConfig(f"reward_funcs lack {missing}; use component_reward_funcs(scorer, kind='raw')")
-            self.recal_columns = [names.index(f"raw_{k}") for k in COMPONENTS]
+            self.recal_columns = [names.index(f"raw_{k}") for k in self.recal_spec.names]
             self.recal_estimator = make_estimator(estimator, recal_config)
-            self.recal_spec = make_spec(reward_spec)
             self.calibration_state = CalibrationState() if calibration_state is None else calibration_state
             self.last_recal: RecalStep | None = None
-            self._recal_pending: tuple[Tensor, list[str]] | None = None
+            self._recal_pending: tuple[Tensor, list[str], dict[str, float]] | None = None
 
         def _calculate_rewards(self, inputs: Any, prompts: Any, completions: Any, completion_ids_list: Any) -> Tensor:
             rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
             sources = gather_object([str(x["data_source"]) for x in inputs])
-            self._recal_pending = (rewards, list(sources))
+            episode: dict[str, float] = {}
+            for field, key in _EPISODE_FIELDS.items():
+                if all(field in x for x in inputs):
+                    values = gather_object([float(x[field]) for x in inputs])
+                    episode[key] = sum(values) / len(values)
+            self._recal_pending = (rewards, list(sources), episode)
             return rewards
 
         def _generate_and_score_completions(self, inputs: Any) -> dict[str, Any]:
             out = super()._generate_and_score_completions(inputs)
             if self._recal_pending is None:  # pragma: no cover - TRL always scores before returning
                 raise InvalidData("ReCal trainer: TRL returned a batch without scoring it")
-            rewards, sources = self._recal_pending
+            rewards, sources, episode = self._recal_pending
             self._recal_pending = None
             mode = "train" if getattr(self.model, "training", True) else "eval"
             g = int(self.num_generations if mode == "train" else self.num_generations_eval)  # type: ignore[arg-type]
-            raw = rewards[:, self.recal_columns].detach().cpu()  # (N, 6)
+            raw = rewards[:, self.recal_columns].detach().cpu()  # (N, K)
             before = self.calibration_state.state_dict()
             result = recal_advantages(
                 raw, sources, g, spec=self.recal_spec, estimator=self.recal_estimator, state=self.calibration_state
@@ -307,8 +316,9 @@ def recal_grpo_trainer_class() -> type:
             local = len(out["advantages"])
             start = self.accelerator.process_index * local
             out["advantages"] = result.advantages[start : start + local].to(out["advantages"].device)
-            for key, value in result.metrics.items():
-                self._metrics[mode][f"recal/{key}"].append(float(value))
+            metrics = {k: float(v) for k, v in result.metrics.items()} | episode
+            for key, value in metrics.items():  # the estimator's own names: adv/std, calib/<ds>/mean
+                self._metrics[mode][key].append(value)
             self.last_recal = RecalStep(raw, tuple(sources), g, before, result.advantages)
             return out
 

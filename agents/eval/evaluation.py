@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from agents.eval.baselines import OracleRouter, Router, SingleModelRouter
@@ -52,6 +52,8 @@ class DatasetReport:
     calls: float
     format_error_rate: float
     reward: float
+    components: dict[str, float] = field(default_factory=dict)
+    """Mean gated value of every reward component of the spec (``info["reward_components"]``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,18 +63,23 @@ class EvalReport:
     router: str
     rows: tuple[DatasetReport, ...]
     overall: DatasetReport
+    reward_spec_hash: str = ""
+    """Content hash of the reward spec the episodes were scored under (``RewardSpec.hash``)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return {
             "router": self.router,
+            "reward_spec_hash": self.reward_spec_hash,
             "datasets": [_asdict(r) for r in self.rows],
             "overall": _asdict(self.overall),
         }
 
 
 def _asdict(r: DatasetReport) -> dict[str, Any]:
-    return {k: getattr(r, k) for k in DatasetReport.__slots__}  # type: ignore[attr-defined]
+    out = {k: getattr(r, k) for k in DatasetReport.__slots__}  # type: ignore[attr-defined]
+    out["components"] = dict(r.components)
+    return out
 
 
 def run_episode(env: RouterQAEnv, router: Router | OracleRouter, question_id: str) -> dict[str, Any]:
@@ -111,6 +118,10 @@ def _oracle_episode(env: RouterQAEnv, oracle: OracleRouter, question_id: str) ->
     return info
 
 
+def _component_mean(infos: Sequence[dict[str, Any]], name: str) -> float:
+    return sum(float(i["reward_components"][name]) for i in infos) / len(infos)
+
+
 def _aggregate(name: str, infos: Sequence[dict[str, Any]]) -> DatasetReport:
     n = len(infos)
 
@@ -126,6 +137,7 @@ def _aggregate(name: str, infos: Sequence[dict[str, Any]]) -> DatasetReport:
         calls=mean(lambda i: i["n_calls"]),
         format_error_rate=mean(lambda i: 0.0 if i["format_ok"] else 1.0),
         reward=mean(lambda i: i["reward"]),
+        components={k: _component_mean(infos, k) for k in (infos[0]["reward_components"] if n else ())},
     )
 
 
@@ -135,6 +147,7 @@ def evaluate(
     question_ids: Iterable[str],
     *,
     progress: Callable[[int], None] | None = None,
+    on_episode: Callable[[dict[str, Any]], None] | None = None,
 ) -> EvalReport:
     """Evaluate ``router`` on the given questions of ``env``.
 
@@ -144,6 +157,8 @@ def evaluate(
             :class:`~agents.eval.baselines.OracleRouter`.
         question_ids: Questions to play, each once.
         progress: Called with 1 after each episode (the CLI passes a progress bar's ``update``).
+        on_episode: Called with each episode's terminal ``info`` (plus ``"reward"``), in play order (the CLI
+            logs them for ``recal-gym rescore``).
 
     Returns:
         Per-dataset and overall aggregates.
@@ -151,12 +166,20 @@ def evaluate(
     by_source: dict[str, list[dict[str, Any]]] = {}
     for qid in question_ids:
         info = run_episode(env, router, qid)
+        if on_episode is not None:
+            on_episode(info)
         by_source.setdefault(info["data_source"], []).append(info)
         if progress is not None:
             progress(1)
     rows = tuple(_aggregate(k, v) for k, v in sorted(by_source.items()))
     overall = _aggregate("all", [i for v in by_source.values() for i in v])
-    return EvalReport(router=getattr(router, "name", type(router).__name__), rows=rows, overall=overall)
+    infos = [i for v in by_source.values() for i in v]
+    return EvalReport(
+        router=getattr(router, "name", type(router).__name__),
+        rows=rows,
+        overall=overall,
+        reward_spec_hash=str(infos[0].get("reward_spec_hash", "")) if infos else "",
+    )
 
 
 def format_table(reports: Sequence[EvalReport]) -> str:
@@ -178,10 +201,12 @@ def format_csv(reports: Sequence[EvalReport]) -> str:
     """Render reports as CSV: a header, then one row per router and data source (``all`` last per router)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(_CSV_FIELDS)
+    names = list(dict.fromkeys(k for rep in reports for k in rep.overall.components))
+    writer.writerow([*_CSV_FIELDS, *(f"reward_{k}" for k in names), "reward_spec_hash"])
     for rep in reports:
         for r in (*rep.rows, rep.overall):
-            writer.writerow([rep.router, *(getattr(r, k) for k in _CSV_FIELDS[1:])])
+            comps = [r.components.get(k, "") for k in names]
+            writer.writerow([rep.router, *(getattr(r, k) for k in _CSV_FIELDS[1:]), *comps, rep.reward_spec_hash])
     return out.getvalue()
 
 

@@ -20,14 +20,11 @@ __all__ = ["plot_pareto", "plot_per_dataset"]
 
 
 def _figure(width: float, height: float) -> Any:
-    """A Figure on an Agg canvas; ImportError with the install hint when matplotlib is missing."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ModuleNotFoundError as exc:  # pragma: no cover - matplotlib is in the dev and train extras
-        raise ImportError(
-            "recal-gym eval plots need matplotlib: pip install 'recal-gym[dev]' (or pip install matplotlib)"
-        ) from exc
+    """A Figure on an Agg canvas; MissingDependency (one line) when matplotlib is missing."""
+    from recal_gym.optional import require
+
+    FigureCanvasAgg = require("matplotlib.backends.backend_agg", feature="drawing the eval plots").FigureCanvasAgg
+    from matplotlib.figure import Figure
     fig = Figure(figsize=(width, height), dpi=110)
     FigureCanvasAgg(fig)
     return fig

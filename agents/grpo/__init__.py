@@ -9,4 +9,9 @@ torch; the math modules do.
 
 from __future__ import annotations
 
+from recal_gym.optional import require_installed
+
+# Every learner module imports torch at module level: say in one line which extra brings it.
+require_installed("torch", feature="the learner (agents.grpo)", extra="train")
+
 __all__: list[str] = []

@@ -18,7 +18,7 @@ std is Bessel-corrected plus ε in denominators; a group with fewer than 2 finit
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, NamedTuple, Protocol, cast
 
@@ -33,7 +33,8 @@ from agents.grpo.calibration import (
 )
 from agents.grpo.estimator_config import EstimatorName, RecalConfig
 from recal_gym.errors import InvalidConfig, InvalidData, UnknownComponent, UnknownName, close_matches_hint
-from recal_gym.types import COMPONENTS
+from recal_gym.rewards.batch import RewardArrays
+from recal_gym.rewards.components import BUILTIN_COMPONENTS
 
 __all__ = [
     "ESTIMATORS",
@@ -48,15 +49,16 @@ __all__ = [
 ]
 
 _F64 = torch.float64
-_ANSWER = COMPONENTS.index("answer")
+_ANSWER = "answer"
 ScalarKind = Literal["grpo", "dr_grpo", "rloo"]
 
 
 class RewardBatch(NamedTuple):
     """The gathered global batch of per-trajectory rewards (``docs/learner.md`` §1).
 
-    Columns of ``raw``/``gated``/``weights`` are ``COMPONENTS[:K]`` in ``recal_gym.types.COMPONENTS``
-    order (K = 6 in production; tests may use a prefix).
+    Columns of ``raw``/``gated``/``weights`` are the K components ``names`` in the reward spec's order
+    (:meth:`from_arrays` builds the batch from :class:`~recal_gym.rewards.batch.RewardArrays`). An empty
+    ``names`` means the first K built-in components (a convenience for tests).
     """
 
     raw: Tensor
@@ -73,6 +75,47 @@ class RewardBatch(NamedTuple):
     """Dataset id → ``data_source`` name (keys of the running statistics and ``calib/*`` metrics)."""
     weights: Tensor
     """``(K,)`` float32 component weights w (the env's reward spec)."""
+    names: tuple[str, ...] = ()
+    """The K component names in column order (``()``: the first K built-ins, for tests)."""
+
+    @classmethod
+    def from_arrays(
+        cls, arrays: RewardArrays, group: Tensor, source: Tensor | None = None, source_names: Sequence[str] = ()
+    ) -> RewardBatch:
+        """Tensors of a :class:`~recal_gym.rewards.batch.RewardArrays` batch.
+
+        Args:
+            arrays: The batch's rewards (``reward_arrays_from_infos``/``reward_arrays_from_raw``).
+            group: ``(N,)`` int64 group ids.
+            source: ``(N,)`` int64 indices into ``source_names``; ``None`` numbers ``arrays.data_source`` in
+                the order of ``source_names`` (default: sorted dataset names).
+            source_names: Dataset id → name (the running statistics' keys; every dataset of the batch).
+
+        Raises:
+            InvalidData: a dataset missing from ``source_names``.
+        """
+        names = tuple(source_names) or tuple(sorted(set(arrays.data_source)))
+        if source is None:
+            index = {n: i for i, n in enumerate(names)}
+            missing = sorted(set(arrays.data_source) - set(index))
+            if missing:
+                raise InvalidData(f"datasets {missing} are not in source_names {list(names)}")
+            source = torch.tensor([index[s] for s in arrays.data_source], dtype=torch.int64)
+        return cls(
+            raw=torch.as_tensor(arrays.raw, dtype=torch.float32),
+            gated=torch.as_tensor(arrays.gated, dtype=torch.float32),
+            scalar=torch.as_tensor(arrays.scalar, dtype=torch.float32),
+            group=group,
+            source=source,
+            source_names=names,
+            weights=torch.as_tensor(arrays.weights, dtype=torch.float32),
+            names=arrays.names,
+        )
+
+
+def component_names(batch: RewardBatch) -> tuple[str, ...]:
+    """The batch's component names (``names``, or the first K built-ins when it is empty)."""
+    return batch.names or BUILTIN_COMPONENTS[: batch.raw.shape[1]]
 
 
 class AdvantageOut(NamedTuple):
@@ -172,8 +215,10 @@ def _check_batch(batch: RewardBatch) -> None:
     if batch.raw.dim() != 2 or batch.raw.shape[0] == 0:
         raise InvalidData(f"RewardBatch.raw must be a non-empty (N, K) tensor, got shape {tuple(batch.raw.shape)}.")
     n, k = batch.raw.shape
-    if not 1 <= k <= len(COMPONENTS):
-        raise InvalidData(f"RewardBatch.raw has K={k} columns; expected 1..{len(COMPONENTS)} ({COMPONENTS}).")
+    if batch.names and len(batch.names) != k:
+        raise InvalidData(f"RewardBatch.raw has K={k} columns but names holds {len(batch.names)}: {list(batch.names)}.")
+    if not batch.names and k > len(BUILTIN_COMPONENTS):
+        raise InvalidData(f"RewardBatch.raw has K={k} columns; name them (RewardBatch.names) beyond the built-ins.")
     expected = {
         "gated": (batch.gated, (n, k)),
         "scalar": (batch.scalar, (n,)),
@@ -195,8 +240,8 @@ def _weights(batch: RewardBatch, overrides: Mapping[str, float] | None) -> Tenso
         UnknownComponent: An override names a component outside the batch's K columns.
     """
     w = batch.weights.to(_F64).clone()
-    names = COMPONENTS[: w.shape[0]]
-    for name, value in (overrides or {}).items():  # at most six names
+    names = component_names(batch)
+    for name, value in (overrides or {}).items():  # at most K names
         if name not in names:
             raise UnknownComponent(
                 f"component_weights names {name!r}, but the batch holds {list(names)}.{close_matches_hint(name, names)}"
@@ -224,7 +269,7 @@ def _reward_metrics(batch: RewardBatch, y: Tensor, seg: Tensor, n_groups: int) -
     """``reward/*`` metrics: per-component raw stats, the scalar's stats, zero-std and unscorable shares."""
     metrics: dict[str, Tensor] = {}
     raw = batch.raw.to(_F64)
-    for k, name in enumerate(COMPONENTS[: raw.shape[1]]):  # at most six components
+    for k, name in enumerate(component_names(batch)):  # loop over the K components, not trajectories
         finite = torch.isfinite(raw[:, k])
         mean, std = _masked_mean_std(raw[:, k], finite)
         metrics[f"reward/{name}/mean"] = mean
@@ -327,7 +372,13 @@ def _stage_c(m: Tensor, w: Tensor, seg: Tensor, n_groups: int, *, componentwise:
 
 
 def _stage_v(
-    m: Tensor, w: Tensor, seg: Tensor, n_groups: int, cfg: RecalConfig, state: CalibrationState
+    m: Tensor,
+    w: Tensor,
+    seg: Tensor,
+    n_groups: int,
+    cfg: RecalConfig,
+    state: CalibrationState,
+    names: tuple[str, ...],
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Stage V (§4.3): ω_g from σ_g = std_g(v) against σ̄, after updating σ̄. Returns ``((G,), metrics)``.
 
@@ -335,9 +386,9 @@ def _stage_v(
     i.e. σ_g := σ̄. **[choice]**
     """
     if cfg.variance_source == "answer":
-        if m.shape[1] <= _ANSWER:
-            raise InvalidData(f"variance_source='answer' needs the 'answer' column; the batch has K={m.shape[1]}.")
-        v = m[:, _ANSWER]
+        if _ANSWER not in names:
+            raise InvalidData(f"variance_source='answer' needs an 'answer' component; the batch has {list(names)}.")
+        v = m[:, names.index(_ANSWER)]
     else:
         v = _weighted_total(m, w)
     gz = _group_z(v.unsqueeze(1), seg, n_groups, eps=cfg.eps, kind="dr_grpo")
@@ -418,7 +469,7 @@ class RecalEstimator:
         metrics = _reward_metrics(batch, _scalar_signal(batch, w), seg, n_groups)
         a = c.s
         if cfg.variance_weighting:
-            omega, v_metrics = _stage_v(m, w, seg, n_groups, cfg, st)
+            omega, v_metrics = _stage_v(m, w, seg, n_groups, cfg, st, component_names(batch))
             a = omega[seg] * a
             metrics.update(v_metrics)
         a, n_metrics = _stage_n(a, keep, batch, cfg, st)

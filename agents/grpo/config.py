@@ -62,8 +62,10 @@ class TrainConfig:
     pool: str = ""
     """Candidate pool: ``""`` = the offline default (six simulated Router-R1 models), else a profile
     name or a pool file (``recal_gym.pools.spec``)."""
-    reward: str = "recal"
-    """Reward preset of the env (run in ``"batch"`` reward-state update mode)."""
+    reward: str | dict[str, Any] = "recal"
+    """Reward spec of the env: a preset (``"recal"``, ``"router-r1"``), a ``.yaml``/``.json`` spec file or a
+    spec mapping (``--set 'reward={"preset": "recal", "weights": {"cost": 0.5}}'``); run in ``"batch"``
+    reward-state update mode. Validated when the config is built, before any model loads."""
     pool_seed: int = 0
     """Seed of the simulated candidate pool."""
     questions_per_step: int = 4
@@ -182,6 +184,7 @@ class TrainConfig:
                 f"TrainConfig clip_low={self.clip_low!r} must lie in [0, 1) and clip_high={self.clip_high!r} be >= 0."
             )
         self.recal_config  # noqa: B018 - builds and validates the estimator config (no torch import)
+        self.reward_spec  # noqa: B018 - validates the reward (a preset, a spec file or a mapping) before any model loads
 
     def _check_literals(self) -> None:
         for name, alias in (
@@ -195,6 +198,23 @@ class TrainConfig:
                 raise InvalidConfig(
                     f"TrainConfig.{name}={getattr(self, name)!r} is not one of {list(get_args(alias))}."
                 )
+
+    @property
+    def reward_spec(self) -> Any:
+        """The env's :class:`~recal_gym.rewards.spec.RewardSpec` (the learner runs it in batch mode).
+
+        Raises:
+            InvalidConfig: ``reward`` is not a preset, a readable spec file or a valid spec mapping (the message
+                names ``TrainConfig.reward``).
+            UnknownComponent: the spec names an unknown component.
+        """
+        from recal_gym.errors import UnknownName
+        from recal_gym.rewards import make_spec
+
+        try:
+            return make_spec(self.reward)
+        except (InvalidConfig, UnknownName) as exc:
+            raise type(exc)(f"TrainConfig.reward={self.reward!r}: {exc}") from None
 
     @property
     def batch_size(self) -> int:
@@ -309,9 +329,15 @@ def _read_file(path: Path) -> dict[str, Any]:
     if path.suffix in (".yaml", ".yml"):
         import yaml
 
-        data = yaml.safe_load(text)
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise InvalidConfig(f"config file {str(path)!r} is not valid YAML ({' '.join(str(exc).split())})") from None
     else:
-        data = json.loads(text)
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, too-deep nesting
+            raise InvalidConfig(f"config file {str(path)!r} is not valid JSON ({exc})") from None
     if not isinstance(data, Mapping):
         raise InvalidConfig(
             f"config file {str(path)!r} must hold a mapping of TrainConfig fields, got {type(data).__name__}"

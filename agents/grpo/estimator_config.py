@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 from recal_gym.errors import InvalidConfig, UnknownComponent, close_matches_hint
-from recal_gym.types import COMPONENTS
+from recal_gym.rewards.components import COMPONENT_REGISTRY
 
 __all__ = [
     "DatasetStats",
@@ -164,13 +164,13 @@ class RecalConfig:
         if not isinstance(weights, Mapping):
             raise InvalidConfig(f"RecalConfig.component_weights={weights!r} must be a mapping name -> weight.")
         for name, value in weights.items():
-            if name not in COMPONENTS:
+            if name not in COMPONENT_REGISTRY:
                 raise UnknownComponent(
                     f"RecalConfig.component_weights names unknown component {name!r}; "
-                    f"valid: {list(COMPONENTS)}.{close_matches_hint(str(name), COMPONENTS)}"
+                    f"registered: {sorted(COMPONENT_REGISTRY)}.{close_matches_hint(str(name), COMPONENT_REGISTRY)}"
                 )
             _check_finite(f"component_weights[{name!r}]", value)
-        if set(weights) == set(COMPONENTS) and all(float(v) == 0.0 for v in weights.values()):
+        if weights and all(float(v) == 0.0 for v in weights.values()) and len(weights) == len(COMPONENT_REGISTRY):
             raise InvalidConfig(
                 f"RecalConfig.component_weights={dict(weights)!r} sets every weight to 0; "
                 "at least one must be non-zero."

@@ -35,7 +35,7 @@ from agents.grpo.engines import GenerationEngine, HFEngine, SamplingParams, toke
 from agents.grpo.losses import kl_penalty, loss_denominator, token_policy_loss
 from agents.grpo.rollout import RolloutBatch, TerseRouter, TextCodec, collect_demos, collect_rollouts, concat_batches
 from recal_gym.errors import InvalidConfig
-from recal_gym.types import COMPONENTS, EpisodeRecord
+from recal_gym.types import EpisodeRecord
 
 __all__ = ["CHECKPOINT_FILE", "Learner", "build_envs", "build_learner", "load_policy", "policy_dir"]
 
@@ -132,13 +132,15 @@ class Learner:
         self.sample_generator = torch.Generator().manual_seed(config.seed * 7919 + 1 + self.ctx.rank)
         self.step_count = 0
         self.warmstart_done = config.warmstart_steps == 0
+        self.last_rollout: RolloutBatch | None = None
+        """This rank's rollout batch of the last :meth:`step` (records and exact rewards, for episode logs)."""
         env0 = self.envs[0].unwrapped
         self.question_ids: tuple[str, ...] = tuple(sorted(env0.questions.ids()))
         self.source_names: tuple[str, ...] = tuple(sorted(env0.questions.datasets()))
         self.models: tuple[str, ...] = tuple(m.name for m in env0.pool.spec.listed)
         spec = env0.reward_spec
         tau = config.answer_threshold
-        self.gate_tau = None if tau is None or tau == spec.tau else (spec.gates, float(tau))
+        self.gate_tau = None if tau is None or tau == spec.tau else (spec, float(tau))
         self._reward_state = env0.reward_state.copy()
         self.params = SamplingParams(
             max_new_tokens=config.max_new_tokens,
@@ -196,6 +198,7 @@ class Learner:
             source=all_gather_cat(batch.source, ctx),
             source_names=batch.source_names,
             weights=batch.weights,
+            names=batch.names,
         )
         out = self.estimator(rb, self.calibration)
         start = int(sizes[: ctx.rank].sum())
@@ -298,6 +301,7 @@ class Learner:
         """One RL step: rollout, reward-state update, advantages, update. Returns the flat metrics."""
         t0 = time.perf_counter()
         batch = self.rollout()
+        self.last_rollout = batch
         t1 = time.perf_counter()
         self._update_reward_state(batch.records)
         metrics = self.update(batch)
@@ -496,10 +500,10 @@ def load_policy(config: TrainConfig, work_dir: str | Path) -> tuple[torch.nn.Mod
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     model: Any = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
     if config.lora_rank > 0:
-        try:
-            from peft import LoraConfig, get_peft_model
-        except ImportError as exc:  # pragma: no cover - depends on the machine
-            raise ImportError("LoRA needs peft: pip install peft") from exc
+        from recal_gym.optional import require
+
+        peft = require("peft", feature="LoRA (TrainConfig.lora_rank > 0)")
+        LoraConfig, get_peft_model = peft.LoraConfig, peft.get_peft_model
         lora = LoraConfig(r=config.lora_rank, lora_alpha=2 * config.lora_rank, target_modules="all-linear")
         model = get_peft_model(model, lora)
     model.eval()
@@ -512,11 +516,11 @@ def build_envs(config: TrainConfig, tokenizer: Any, count: int) -> list[Any]:
     from recal_gym.data import load_questions
     from recal_gym.pools import build_pool
     from recal_gym.pools.options import PoolOptions
-    from recal_gym.rewards.spec import make_spec
+    from recal_gym.rewards import make_spec
 
     questions = load_questions(config.dataset)
     pool = build_pool(config.pool or None, PoolOptions(seed=config.pool_seed))
-    spec = make_spec(config.reward, update_mode="batch")
+    spec = make_spec(config.reward_spec, update_mode="batch")
     return [
         RouterQAEnv(
             questions,
@@ -550,7 +554,7 @@ def build_learner(config: TrainConfig, work_dir: str | Path, *, ctx: DistContext
         from agents.grpo.engines import VLLMEngine
 
         engine = VLLMEngine(str(policy_dir(config, work_dir)), tokenizer)
-    logger.info("learner built: policy=%s envs=%d components=%s", config.policy, len(envs), list(COMPONENTS))
+    logger.info("learner built: policy=%s envs=%d reward=%s", config.policy, len(envs), config.reward)
     learner = Learner(config, model=model, tokenizer=tokenizer, envs=envs, engine=engine, ctx=ctx, ref_model=ref)
     if config.init_checkpoint:
         learner.load_init_weights(config.init_checkpoint)

@@ -65,12 +65,13 @@ class TensorBoardSink:
         """Create the writer.
 
         Raises:
-            ImportError: ``tensorboard`` is not installed (pip install tensorboard).
+            MissingDependency: ``tensorboard`` is not installed (an ``ImportError`` naming the ``train`` extra).
         """
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError as exc:
-            raise ImportError("TensorBoard logging needs tensorboard: pip install tensorboard") from exc
+        from recal_gym.optional import require
+
+        require("tensorboard", feature="TensorBoard logging")
+        from torch.utils.tensorboard import SummaryWriter
+
         self._writer = SummaryWriter(log_dir=str(log_dir))
 
     def write(self, step: int, metrics: Mapping[str, float]) -> None:

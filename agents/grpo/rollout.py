@@ -13,7 +13,7 @@ the same bookkeeping: :func:`collect_demos`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -23,8 +23,8 @@ from torch import Tensor
 
 from agents.eval.baselines import answer_from_reply, question_from_prompt
 from agents.grpo.engines import GenerationEngine, SamplingParams
-from recal_gym.rewards.spec import GateRule, compute_gates, gate_components
-from recal_gym.types import COMPONENTS
+from recal_gym.rewards.batch import RewardArrays, concat_reward_arrays, reward_arrays_from_infos
+from recal_gym.rewards.spec import RewardSpec
 
 __all__ = [
     "RolloutBatch",
@@ -102,6 +102,8 @@ class RolloutBatch(NamedTuple):
     """Dataset names."""
     weights: Tensor
     """``(K,)`` float32 component weights of the env's reward spec."""
+    names: tuple[str, ...]
+    """The K reward component names (columns of ``raw``/``gated``/``weights``)."""
     question_ids: tuple[str, ...]
     """Question of each trajectory."""
     records: tuple[dict[str, Any], ...]
@@ -112,6 +114,8 @@ class RolloutBatch(NamedTuple):
     """``(N,)`` float32 1 when the format checks passed."""
     turns: Tensor
     """``(N,)`` float32 turns taken."""
+    rewards: RewardArrays
+    """The float64 rewards as the env gave them (exact scalar and components, for logs and re-scoring)."""
 
 
 @dataclass(slots=True)
@@ -149,11 +153,6 @@ def _apply_turn(env: Any, traj: _Traj, ids: Sequence[int], logp: Sequence[float]
     traj.obs, traj.info, traj.done = obs, info, bool(terminated or truncated)
 
 
-def _vector(info: Mapping[str, Any], key: str) -> list[float]:
-    values = info[key]
-    return [float(values[k]) for k in COMPONENTS]
-
-
 def _pad(rows: Sequence[Sequence[float]], value: float, dtype: torch.dtype) -> Tensor:
     width = max(len(r) for r in rows)
     out = torch.full((len(rows), width), value, dtype=dtype)
@@ -167,47 +166,33 @@ def _batch(
     groups: Sequence[int],
     source_names: Sequence[str],
     codec: TextCodec,
-    gate_tau: tuple[Sequence[GateRule], float] | None,
+    gate_tau: tuple[RewardSpec, float] | None,
 ) -> RolloutBatch:
-    """Pad the trajectories and read the terminal infos into tensors."""
+    """Pad the trajectories and read the terminal infos into tensors (one reward reader for every learner)."""
     infos = [t.info for t in trajs]
-    raw = np.array([_vector(i, "reward_components_raw") for i in infos], dtype=np.float64)  # (N, K)
-    if gate_tau is None:
-        gated = np.array([_vector(i, "reward_components") for i in infos], dtype=np.float64)
-    else:  # learner-side τ: the env's own NumPy gate function, never a second implementation
-        rules, tau = gate_tau
-        gated = gate_components(raw, compute_gates(raw, rules, tau))
-    weights = [float(infos[0]["reward_weights"][k]) for k in COMPONENTS]
+    spec, tau = (None, None) if gate_tau is None else gate_tau
+    rewards = reward_arrays_from_infos(infos, spec=spec, tau=tau)  # learner-side τ: the env's own gate code
     index = {name: i for i, name in enumerate(source_names)}
     return RolloutBatch(
         ids=_pad([t.ids for t in trajs], codec.pad_id, torch.long),
         attn_mask=_pad([[1] * len(t.ids) for t in trajs], 0, torch.long),
         loss_mask=_pad([t.mask for t in trajs], 0.0, torch.float32),
         sampler_logp=_pad([t.logp for t in trajs], 0.0, torch.float32),
-        raw=torch.tensor(raw, dtype=torch.float32),
-        gated=torch.tensor(gated, dtype=torch.float32),
-        scalar=torch.tensor(_scalars(infos, weights), dtype=torch.float32),
+        raw=torch.tensor(rewards.raw, dtype=torch.float32),
+        gated=torch.tensor(rewards.gated, dtype=torch.float32),
+        scalar=torch.tensor(rewards.scalar, dtype=torch.float32),
         group=torch.tensor(list(groups), dtype=torch.long),
-        source=torch.tensor([index[i["data_source"]] for i in infos], dtype=torch.long),
+        source=torch.tensor([index[s] for s in rewards.data_source], dtype=torch.long),
         source_names=tuple(source_names),
-        weights=torch.tensor(weights, dtype=torch.float32),
-        question_ids=tuple(str(i["question_id"]) for i in infos),
+        weights=torch.tensor(rewards.weights, dtype=torch.float32),
+        names=rewards.names,
+        question_ids=rewards.question_id,
         records=tuple(i["episode_record"] for i in infos),
         em=torch.tensor([float(i["em"]) for i in infos]),
         format_ok=torch.tensor([float(i["format_ok"]) for i in infos]),
         turns=torch.tensor([float(i["turn"]) for i in infos]),
+        rewards=rewards,
     )
-
-
-def _scalars(infos: Sequence[Mapping[str, Any]], weights: Sequence[float]) -> list[float]:
-    """The env's scalar reward, refolded from its gated components in key order (bit-exact)."""
-    out = []
-    for info in infos:
-        total = 0.0
-        for k, w in zip(COMPONENTS, weights, strict=True):
-            total = total + w * float(info["reward_components"][k])
-        out.append(total)
-    return out
 
 
 def collect_rollouts(
@@ -220,7 +205,7 @@ def collect_rollouts(
     generator: torch.Generator,
     *,
     source_names: Sequence[str],
-    gate_tau: tuple[Sequence[GateRule], float] | None = None,
+    gate_tau: tuple[RewardSpec, float] | None = None,
 ) -> RolloutBatch:
     """Roll out one episode per env, all turns batched through ``engine``.
 
@@ -233,7 +218,7 @@ def collect_rollouts(
         params: Sampling settings.
         generator: The only source of sampling randomness.
         source_names: All dataset names (the ``source`` index space).
-        gate_tau: ``(gate rules, τ)`` to recompute the gates for a learner-side τ override.
+        gate_tau: ``(reward spec, τ)`` to recompute the gates for a learner-side τ override.
 
     Returns:
         The padded :class:`RolloutBatch`.
@@ -333,8 +318,10 @@ def concat_batches(batches: Sequence[RolloutBatch], pad_id: int) -> RolloutBatch
     fields: dict[str, Any] = {}
     for name in RolloutBatch._fields:
         values = [getattr(b, name) for b in batches]
-        if name in ("source_names", "weights"):
+        if name in ("source_names", "weights", "names"):
             fields[name] = values[0]
+        elif name == "rewards":
+            fields[name] = concat_reward_arrays(values)
         elif name in ("question_ids", "records"):
             fields[name] = tuple(v for part in values for v in part)
         elif name in ("ids", "attn_mask", "loss_mask", "sampler_logp"):

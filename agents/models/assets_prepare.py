@@ -107,7 +107,12 @@ def _manifest_matches(target: Path, gguf: Path, dtype: str) -> bool:
 
 def _convert(gguf: Path, out: Path, dtype: str) -> dict[str, Any]:
     """Load the GGUF, rebuild a plain model, save both to ``out``; return the manifest fields."""
-    import torch  # heavy imports only when a conversion is really needed
+    from recal_gym.optional import require  # heavy imports only when a conversion is really needed
+
+    # transformers needs gguf and accelerate to read the file and says so only deep inside from_pretrained
+    for module in ("gguf", "accelerate"):
+        require(module, feature="converting the SmolLM2 GGUF (recal-gym assets prepare smollm2)")
+    import torch
     import transformers
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 

@@ -41,6 +41,7 @@ __all__ = [
     "build_tiny_model",
     "build_tiny_tokenizer",
     "build_vllm_tiny_model",
+    "byte_symbols",
     "load_tiny_tokenizer",
 ]
 
@@ -83,18 +84,38 @@ TINY_CHAT_TEMPLATE = (
 ``<|bos|>user\\n{content}<|eos|>\\nassistant\\n``."""
 
 
+def byte_symbols() -> list[str]:
+    """The byte-level symbol of every byte value 0..255, in byte order (GPT-2's printable remapping).
+
+    Printable Latin-1 bytes stand for themselves; the other 68 bytes map, in byte order, to
+    ``chr(256)``, ``chr(257)``, ... This is the alphabet of ``tokenizers``' ``ByteLevel``
+    pre-tokenizer, but in a fixed order: ``ByteLevel.alphabet()`` returns it in hash-set order, which
+    changes from process to process (a tokenizer built from it gave different ids in every run).
+    """
+    printable = {*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)}
+    symbols, extra = [], 0
+    for b in range(256):
+        if b in printable:
+            symbols.append(chr(b))
+        else:
+            symbols.append(chr(256 + extra))
+            extra += 1
+    return symbols
+
+
 def build_tiny_tokenizer() -> PreTrainedTokenizerFast:
     """Build the pure byte-level BPE tokenizer with the protocol tags as single special tokens.
 
-    The vocabulary is the 256 byte-level symbols (ids 0..255, no merges, so every Unicode string
-    round-trips losslessly) followed by :data:`PROTOCOL_SPECIALS` (ids 256..266): 267 tokens in all.
+    The vocabulary is the 256 byte-level symbols (id ``b`` is byte ``b``, :func:`byte_symbols`; no merges,
+    so every Unicode string round-trips losslessly) followed by :data:`PROTOCOL_SPECIALS` (ids 256..266):
+    267 tokens in all.
     The tokenizer adds no BOS/EOS on ``encode``; the chat template (:data:`TINY_CHAT_TEMPLATE`) writes
     them explicitly.
 
     Returns:
         A fast tokenizer with ``bos/eos/pad`` set and ``chat_template`` set.
     """
-    byte_vocab = {symbol: i for i, symbol in enumerate(pre_tokenizers.ByteLevel.alphabet())}
+    byte_vocab = {symbol: i for i, symbol in enumerate(byte_symbols())}
     backend = Tokenizer(models.BPE(vocab=byte_vocab, merges=[]))
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     backend.decoder = decoders.ByteLevel()

@@ -1,4 +1,4 @@
-"""Question loaders: the embedded FanOutQA sets, FlashRAG JSONL, Router-R1 Parquet, HF datasets.
+r"""Question loaders: the embedded FanOutQA sets, FlashRAG JSONL, Router-R1 Parquet, HF datasets.
 
 Every loader returns validated :class:`~recal_gym.types.QARow` objects (``docs/protocol.md`` §10):
 
@@ -9,7 +9,9 @@ Every loader returns validated :class:`~recal_gym.types.QARow` objects (``docs/p
   source-local ``id`` field (FlashRAG's ``"test_0"``) is namespaced as ``"{data_source}/{id}"``;
   a row without either gets ``"{data_source}/{index}"`` (0-based row index);
 - a malformed row raises :class:`~recal_gym.errors.InvalidData` naming the file, the row number and
-  the field, and listing the required fields; duplicate ids raise it too.
+  the field, and listing the required fields; duplicate ids raise it too. So do a file that is empty
+  or blank, bytes that are not UTF-8 (the row and byte offset are named), JSON nested too deeply to
+  decode, and text holding a lone surrogate (a ``"\ud800"`` escape, which is not Unicode text).
 
 ``pandas``/``pyarrow``/``datasets`` are imported lazily, inside the function that needs them.
 
@@ -62,6 +64,21 @@ ROW_FIELDS: tuple[str, ...] = (
 _EMBEDDED_PACKAGE = "recal_gym.data"
 _EMBEDDED_DIR = "embedded"
 _QUESTION_LABEL = "Question: "
+_SHOWN_CHARS = 80
+
+
+def _short(value: Any) -> str:
+    """``repr(value)`` cut to a readable length (a bad 10 MB row must not become a 10 MB message)."""
+    text = repr(value)
+    return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 5] + " ...)"
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def preprocess_question(text: str) -> str:
@@ -80,10 +97,12 @@ def preprocess_question(text: str) -> str:
         InvalidData: if ``text`` is not a string or is empty after stripping.
     """
     if not isinstance(text, str):
-        raise InvalidData(f"question must be a string, got {type(text).__name__} {text!r}")
+        raise InvalidData(f"question must be a string, got {type(text).__name__} {_short(text)}")
+    if not _is_unicode(text):
+        raise InvalidData(f"question holds a lone surrogate (not Unicode text): {_short(text)}")
     stripped = text.strip()
     if not stripped:
-        raise InvalidData(f"question is empty after stripping: {text!r}")
+        raise InvalidData(f"question is empty after stripping: {_short(text)}")
     if not stripped.endswith("?"):
         stripped += "?"
     return neutralise(stripped)[0]
@@ -109,12 +128,14 @@ def _answers(value: Any, where: str, number: int, field: str = "golden_answers")
     elif hasattr(value, "tolist") and not isinstance(value, Mapping):  # numpy arrays from Parquet
         value = value.tolist()
     if not isinstance(value, list | tuple):
-        raise _fail(where, number, field, f"must be a string or a list of strings, got {value!r}")
+        raise _fail(where, number, field, f"must be a string or a list of strings, got {_short(value)}")
     if not value:
         raise _fail(where, number, field, "must not be empty")
     for answer in value:
         if not isinstance(answer, str) or not answer.strip():
-            raise _fail(where, number, field, f"must hold non-empty strings, got {answer!r}")
+            raise _fail(where, number, field, f"must hold non-empty strings, got {_short(answer)}")
+        if not _is_unicode(answer):
+            raise _fail(where, number, field, f"holds a lone surrogate (not Unicode text): {_short(answer)}")
     return tuple(value)
 
 
@@ -122,12 +143,12 @@ def _decomposition(value: Any, where: str, number: int) -> tuple[SubQuestion, ..
     if value is None:
         return ()
     if not isinstance(value, list | tuple):
-        raise _fail(where, number, "decomposition", f"must be a list, got {value!r}")
+        raise _fail(where, number, "decomposition", f"must be a list, got {_short(value)}")
     out = []
     for k, sub in enumerate(value):
         field = f"decomposition[{k}]"
         if not isinstance(sub, Mapping) or "question" not in sub or "golden_answers" not in sub:
-            raise _fail(where, number, field, f"must be a mapping with question and golden_answers: {sub!r}")
+            raise _fail(where, number, field, f"must be a mapping with question and golden_answers: {_short(sub)}")
         try:
             question = preprocess_question(sub["question"])
         except InvalidData as err:
@@ -146,10 +167,12 @@ def _text_field(raw: Mapping[str, Any], key: str, where: str, number: int) -> st
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, str | int):
-        raise _fail(where, number, key, f"must be a string, got {value!r}")
+        raise _fail(where, number, key, f"must be a string, got {_short(value)}")
     text = str(value).strip()
     if not text:
         raise _fail(where, number, key, "must not be empty")
+    if not _is_unicode(text):
+        raise _fail(where, number, key, f"holds a lone surrogate (not Unicode text): {_short(text)}")
     return text
 
 
@@ -157,7 +180,7 @@ def _hops(value: Any, where: str, number: int) -> int:
     if value is None:
         return 1
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise _fail(where, number, "hops", f"must be an integer >= 1, got {value!r}")
+        raise _fail(where, number, "hops", f"must be an integer >= 1, got {_short(value)}")
     return value
 
 
@@ -176,7 +199,7 @@ def _make_row(
     the row has none.
     """
     if not isinstance(raw, Mapping):
-        raise InvalidData(f"{where}, row {number}: expected a JSON object, got {raw!r}")
+        raise InvalidData(f"{where}, row {number}: expected a JSON object, got {_short(raw)}")
     for field in REQUIRED_FIELDS:
         if raw.get(field) is None:
             raise _fail(where, number, field, "is missing")
@@ -233,15 +256,45 @@ def _check_mapping(mapping: Mapping[str, str] | None) -> None:
 # --------------------------------------------------------------------------------------------
 
 
+def _decode_utf8(data: bytes, where: str) -> str:
+    """Decode a whole file as UTF-8 (a leading BOM is dropped), naming the row and byte of a bad byte."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        row = data.count(b"\n", 0, err.start) + 1
+        bad = data[err.start : err.start + 4]
+        raise InvalidData(
+            f"{where}, row {row}: not UTF-8 text (byte offset {err.start}: {bad!r}); save the file as UTF-8"
+        ) from None
+
+
 def _jsonl_records(text: str, where: str) -> Iterator[tuple[int, Any]]:
-    """Yield ``(line number, parsed object)`` for every non-blank line."""
-    for number, line in enumerate(text.splitlines(), start=1):
+    r"""Yield ``(line number, parsed object)`` for every non-blank line.
+
+    Lines end at ``"\n"`` only (``str.splitlines`` would also split at U+2028 or U+0085 inside a JSON
+    string and shift every later row number).
+
+    Raises:
+        InvalidData: a line that is not JSON or nests too deeply, or no line at all.
+    """
+    seen = False
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
+        seen = True
         try:
             yield number, json.loads(line)
         except json.JSONDecodeError as err:
-            raise InvalidData(f"{where}, row {number}: not valid JSON ({err.msg})") from None
+            raise InvalidData(f"{where}, row {number}: not valid JSON ({err.msg} at column {err.colno})") from None
+        except RecursionError:
+            raise InvalidData(f"{where}, row {number}: JSON nested too deeply to decode") from None
+        except ValueError as err:  # e.g. an integer longer than Python's digit limit
+            raise InvalidData(f"{where}, row {number}: not valid JSON ({err})") from None
+    if not seen:
+        raise InvalidData(
+            f"{where}: no rows (the file is empty or blank); a JSONL file holds one JSON object per line "
+            f"with the fields {list(REQUIRED_FIELDS)}"
+        )
 
 
 def _rows_from_records(
@@ -283,13 +336,14 @@ def load_jsonl(
         The validated rows in file order.
 
     Raises:
-        InvalidData: on a malformed row or a duplicate id.
+        InvalidData: on a malformed row, a duplicate id, a file that is empty or not UTF-8.
         InvalidConfig: on a bad ``mapping``.
+        FileNotFoundError: the file does not exist.
     """
     _check_mapping(mapping)
     path = Path(path)
     where = str(path)
-    records = _jsonl_records(path.read_text(encoding="utf-8"), where)
+    records = _jsonl_records(_decode_utf8(path.read_bytes(), where), where)
     return _rows_from_records(
         records,
         where=where,
@@ -300,7 +354,7 @@ def load_jsonl(
 
 
 def _router_r1_question(prompt: Any, where: str, number: int) -> str:
-    """The question after the first ``"Question: "`` label of the user turn."""
+    """The question after the first ``"Question: "`` label of the user turn, else the whole user turn."""
     if hasattr(prompt, "tolist"):
         prompt = prompt.tolist()
     content: Any = None
@@ -309,14 +363,16 @@ def _router_r1_question(prompt: Any, where: str, number: int) -> str:
     elif isinstance(prompt, list | tuple):
         users = [m.get("content") for m in prompt if isinstance(m, Mapping) and m.get("role") == "user"]
         content = users[-1] if users else None
-    if not isinstance(content, str) or _QUESTION_LABEL not in content:
-        raise _fail(where, number, "prompt", f"must hold a user turn containing {_QUESTION_LABEL!r}")
+    if not isinstance(content, str) or not content.strip():
+        raise _fail(where, number, "prompt", "must be a string or a chat list holding a non-empty user turn")
+    if _QUESTION_LABEL not in content:  # a bare question without Router-R1's instruction template
+        return content.strip()
     return content.partition(_QUESTION_LABEL)[2].strip()
 
 
 def _router_r1_record(raw: Any, where: str, number: int) -> dict[str, Any]:
     if not isinstance(raw, Mapping):
-        raise InvalidData(f"{where}, row {number}: expected a record, got {raw!r}")
+        raise InvalidData(f"{where}, row {number}: expected a record, got {_short(raw)}")
     reward = raw.get("reward_model")
     truth = reward.get("ground_truth") if isinstance(reward, Mapping) else None
     target = truth.get("target") if isinstance(truth, Mapping) else None
@@ -338,7 +394,8 @@ def load_router_r1_parquet(path: str | Path) -> list[QARow]:
     """Load Router-R1's training/test Parquet rows.
 
     Each row has ``data_source``, ``prompt`` (a chat list whose user content holds the question after
-    ``"Question: "``), ``reward_model.ground_truth.target`` (the gold answers) and optionally
+    ``"Question: "``; a user turn without that label, or a plain string, is taken whole as the bare
+    question), ``reward_model.ground_truth.target`` (the gold answers) and optionally
     ``extra_info.index``. Router-R1's index restarts at 0 per data source, so ids are
     ``"{data_source}/{index}"`` (the row position stands in when the index is absent).
 
@@ -349,16 +406,24 @@ def load_router_r1_parquet(path: str | Path) -> list[QARow]:
         The validated rows in file order.
 
     Raises:
-        InvalidData: on a malformed row or a duplicate id.
-        ImportError: if ``pyarrow`` is not installed.
+        InvalidData: on a malformed row, a duplicate id, or a file that is not Parquet (or has no rows).
+        FileNotFoundError: the file does not exist.
+        MissingDependency: ``pyarrow`` is not installed (an ``ImportError`` naming the ``hf-datasets`` extra).
     """
-    try:
-        import pyarrow.parquet as pq
-    except ImportError as err:  # pragma: no cover - pyarrow is a dev dependency
-        raise ImportError("load_router_r1_parquet needs pyarrow: pip install -e '.[dev]'") from err
+    from recal_gym.optional import require
+
+    pa = require("pyarrow", feature="load_router_r1_parquet")
+    pq = require("pyarrow.parquet", feature="load_router_r1_parquet")
     path = Path(path)
     where = str(path)
-    raws = pq.read_table(path).to_pylist()
+    if not path.is_file():
+        raise FileNotFoundError(f"question file {where!r} does not exist (or is not a file)")
+    try:
+        raws = pq.read_table(path).to_pylist()
+    except pa.ArrowException as err:
+        raise InvalidData(f"{where}: not a readable Parquet file ({err})") from None
+    if not raws:
+        raise InvalidData(f"{where}: no rows; a Router-R1 Parquet file holds one row per question")
     records = [(n, _router_r1_record(raw, where, n)) for n, raw in enumerate(raws, start=1)]
     return _rows_from_records(records, where=where, data_source=None)
 

@@ -31,7 +31,7 @@ def _check_seed(seed: int) -> None:
 
 def _rng(seed: int, purpose: str, data_source: str) -> np.random.Generator:
     """A generator private to (seed, purpose, data source); stable across processes and machines."""
-    digest = hashlib.sha256(f"{int(seed)}|{purpose}|{data_source}".encode()).digest()
+    digest = hashlib.sha256(f"{int(seed)}|{purpose}|{data_source}".encode("utf-8", "surrogatepass")).digest()
     return np.random.Generator(np.random.PCG64(int.from_bytes(digest[:16], "little")))
 
 

@@ -4,15 +4,46 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast, runtime_checkable
 
 from recal_gym.errors import BackendError, InvalidConfig, close_matches_hint
 from recal_gym.pools.options import PoolOptions
 from recal_gym.pools.registry import BACKEND_ENTRY_POINTS, register_backend
 from recal_gym.pools.spec import PoolModel, PoolSpec, load_pool_spec
-from recal_gym.types import CallRequest, CallResult, QARow
+from recal_gym.types import MAX_CALL_TOKENS, CallRequest, CallResult, QARow
 
-__all__ = ["BACKEND_ENTRY_POINTS", "Backend", "BackendFactory", "Pool", "build_pool", "register_backend"]
+__all__ = [
+    "BACKEND_ENTRY_POINTS",
+    "MAX_CALL_TOKENS",
+    "Backend",
+    "BackendFactory",
+    "Pool",
+    "build_pool",
+    "register_backend",
+    "result_problem",
+]
+
+
+def result_problem(result: object) -> str:
+    """Why ``result`` cannot be used as a successful call, or ``""`` when it can.
+
+    Backends are trusted for types but not for the numbers a server reports, and the environment and
+    the response cache check every result with this before using it, so a broken or third-party
+    backend cannot put an absurd cost into an episode or crash a step.
+
+    Args:
+        result: What a backend returned for one request.
+
+    Returns:
+        ``"bad_result"`` (not a :class:`~recal_gym.types.CallResult`, or ``text`` not a ``str``),
+        ``"bad_usage"`` (a token count that is not an int in ``[0, MAX_CALL_TOKENS]``) or ``""``.
+    """
+    if not isinstance(result, CallResult) or not isinstance(result.text, str):
+        return "bad_result"
+    for tokens in (result.completion_tokens, result.prompt_tokens):
+        if isinstance(tokens, bool) or not isinstance(tokens, int) or not (0 <= tokens <= MAX_CALL_TOKENS):
+            return "bad_usage"
+    return ""
 
 
 @runtime_checkable
@@ -109,7 +140,7 @@ class Pool:
                 raise BackendError(f"backend {name!r} returned {len(answers)} results for {len(idx)} requests")
             for i, res in zip(idx, answers, strict=True):
                 results[i] = res
-        return [r for r in results if r is not None]
+        return cast("list[CallResult]", results)  # every slot was filled (a backend's None stays visible)
 
     def call(self, request: CallRequest) -> CallResult:
         """Answer one request (a batch of one)."""

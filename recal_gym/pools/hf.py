@@ -170,7 +170,10 @@ class TransformersBackend:
 
     def _load(self, path: Path) -> tuple[Any, Any]:
         if path not in self._loaded:
-            import torch  # lazy: importing this module must not import torch
+            from recal_gym.optional import require  # lazy: importing this module must not import torch
+
+            torch = require("torch", feature="the transformers backend")
+            require("transformers", feature="the transformers backend")
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
             tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)

@@ -15,7 +15,11 @@ label                     retried    cause
 ``http_429``              yes        rate limited (``Retry-After`` honoured up to the backoff cap)
 ``http_5xx``              yes        server error
 ``connection``            yes        refused, reset or dropped connection, protocol error
-``malformed``             no         a 200 whose body is not a chat completion
+``malformed``             no         a 200 whose body is not a chat completion (incl. nesting too deep
+                                     to decode, invalid UTF-8)
+``too_large``             no         the body is longer than ``options.max_response_bytes`` (declared
+                                     or read; reading stops at the cap, nothing is kept)
+``bad_usage``             no         ``usage`` reports a token count that is not an int in range (below)
 ``http_4xx``              no         any other non-200 status (bad request, auth, ...)
 ``missing_api_key``       no         the variable named by ``api_key_env`` is unset at call time
 ========================  =========  ==========================================================
@@ -27,9 +31,13 @@ concurrency slot). A call that still fails returns ``CallResult(ok=False, error=
 environment turns it into ``route_outcome="call_failed"`` and the episode goes on.
 
 **Tokens and cost.** ``completion_tokens`` and ``prompt_tokens`` come from the response's ``usage``.
-When a server omits ``usage``, both are counted with :class:`~recal_gym.tokens.WordPunctCounter`
-(words plus punctuation marks, a rough stand-in for sub-word tokens) and the metric
-``usage_missing`` counts such calls.
+``completion_tokens`` must be a JSON integer in ``[0, 2 * max_tokens + 16]`` (the pool entry's
+``max_tokens``: a server reporting more than twice what was asked is reporting nonsense) and
+``prompt_tokens``, when present, an integer in ``[0, MAX_CALL_TOKENS]``; anything else (``1e30``, a
+401-digit number, ``-1``, ``"7"``) fails the call as ``bad_usage`` so no absurd cost reaches an
+episode. When a server omits ``usage`` (or its ``completion_tokens``), both are counted with
+:class:`~recal_gym.tokens.WordPunctCounter` (words plus punctuation marks, a rough stand-in for
+sub-word tokens) and the metric ``usage_missing`` counts such calls.
 
 **Secrets.** The API key is read from ``os.environ[model.api_key_env]`` at every attempt and only put
 in the request's ``Authorization`` header; it is never stored on the backend, logged, or cached.
@@ -37,13 +45,15 @@ in the request's ``Authorization`` header; it is never stored on the backend, lo
 **Metrics** (flat floats): ``calls``, ``calls_ok``, ``calls_failed``, ``attempts``, ``retries``,
 ``errors/<label>`` (per failed attempt), ``failed/<label>`` (per failed call), ``prompt_tokens``,
 ``completion_tokens``, ``cost_micro_usd``, ``usage_missing``, ``batches``, ``latency_s_sum`` and
-``latency_s_max`` (per attempt). Wall-clock values live only here, never in :class:`CallResult`.
+``latency_s_max`` (per attempt). A successful call's ``CallResult.latency_s`` is the wall time of its successful
+attempt (live latency is measured, so it is not deterministic; the response cache replays it exactly).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import json
 import logging
 import math
@@ -51,33 +61,44 @@ import os
 import random
 import threading
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import AsyncGenerator, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast, get_args
 
 import httpx
 
 from recal_gym.errors import BackendError, InvalidConfig, UnknownModel, close_matches_hint
+from recal_gym.pools.base import MAX_CALL_TOKENS
 from recal_gym.pools.options import PoolOptions
 from recal_gym.pools.spec import PoolModel, PoolSpec
 from recal_gym.prompt import render_candidate_prompt
 from recal_gym.tokens import WordPunctCounter
 from recal_gym.types import CallRequest, CallResult, QARow
 
-__all__ = ["RETRYABLE_ERRORS", "ErrorLabel", "OpenAIBackend", "chat_request_body", "failure_bound_s"]
+__all__ = [
+    "RETRYABLE_ERRORS",
+    "ErrorLabel",
+    "OpenAIBackend",
+    "chat_request_body",
+    "completion_token_bound",
+    "failure_bound_s",
+]
 
 logger = logging.getLogger(__name__)
 
-ErrorLabel = Literal["timeout", "http_429", "http_5xx", "http_4xx", "connection", "malformed", "missing_api_key"]
-ERROR_LABELS: tuple[str, ...] = (
+ErrorLabel = Literal[
     "timeout",
     "http_429",
     "http_5xx",
     "http_4xx",
     "connection",
     "malformed",
+    "too_large",
+    "bad_usage",
     "missing_api_key",
-)
+]
+ERROR_LABELS: tuple[str, ...] = get_args(ErrorLabel)
+"""Every label a failed call may carry, in :data:`ErrorLabel` order."""
 RETRYABLE_ERRORS: frozenset[str] = frozenset({"timeout", "http_429", "http_5xx", "connection"})
 """Failure labels that are retried with backoff; the others fail the call at once."""
 
@@ -99,6 +120,11 @@ def chat_request_body(model: PoolModel, query: str) -> dict[str, Any]:
         "max_tokens": model.max_tokens,
         "stream": False,
     }
+
+
+def completion_token_bound(max_tokens: int) -> int:
+    """Largest ``usage.completion_tokens`` accepted for a call with ``max_tokens``: ``2 * max_tokens + 16``."""
+    return 2 * max_tokens + 16
 
 
 def failure_bound_s(options: PoolOptions) -> float:
@@ -128,8 +154,12 @@ def _retry_after(headers: httpx.Headers) -> float:
     return value if math.isfinite(value) and value > 0 else 0.0
 
 
-def _parse_completion(payload: object, prompt: str) -> _Attempt:
-    """Turn a decoded 200 body into a result, or ``malformed``."""
+def _is_count(value: object, bound: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= bound
+
+
+def _parse_completion(payload: object, prompt: str, max_tokens: int) -> _Attempt:
+    """Turn a decoded 200 body into a result, ``malformed`` or ``bad_usage``."""
     if not isinstance(payload, dict):
         return _Attempt(error="malformed")
     choices = payload.get("choices")
@@ -142,8 +172,12 @@ def _parse_completion(payload: object, prompt: str) -> _Attempt:
     usage = payload.get("usage")
     completion = usage.get("completion_tokens") if isinstance(usage, dict) else None
     prompt_tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
-    if isinstance(completion, int) and not isinstance(completion, bool) and completion >= 0:
-        p = prompt_tokens if isinstance(prompt_tokens, int) and prompt_tokens >= 0 else 0
+    if completion is not None:
+        if not _is_count(completion, completion_token_bound(max_tokens)):
+            return _Attempt(error="bad_usage")
+        if prompt_tokens is not None and not _is_count(prompt_tokens, MAX_CALL_TOKENS):
+            return _Attempt(error="bad_usage")
+        p = 0 if prompt_tokens is None else prompt_tokens
         return _Attempt(result=CallResult(ok=True, text=text, completion_tokens=completion, prompt_tokens=p))
     counter = WordPunctCounter()
     result = CallResult(ok=True, text=text, completion_tokens=counter.count(text), prompt_tokens=counter.count(prompt))
@@ -156,6 +190,12 @@ class _Session:
 
     client: httpx.AsyncClient
     sem: asyncio.Semaphore
+
+
+async def _drain(loop: asyncio.AbstractEventLoop) -> None:
+    await asyncio.sleep(0)
+    await loop.shutdown_asyncgens()
+    await asyncio.sleep(0)
 
 
 class _LoopThread:
@@ -174,6 +214,10 @@ class _LoopThread:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
     def stop(self) -> None:
+        try:  # let pending async-generator finalisers run (httpx streams left early by a decode error)
+            self.submit(_drain(self.loop)).result(timeout=10.0)
+        except (concurrent.futures.TimeoutError, RuntimeError) as exc:
+            logger.debug("openai backend: draining the loop failed: %s", type(exc).__name__)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=10.0)
         if not self._thread.is_alive():
@@ -357,7 +401,7 @@ class OpenAIBackend:
                 break
             attempts += 1
             self._bump("attempts")
-            outcome = await self._attempt(session, url, body, headers, prompt)
+            outcome = await self._attempt(session, url, body, headers, (prompt, model.max_tokens))
             if outcome.result is not None:
                 return self._succeeded(model, outcome.result, attempts, outcome.usage_missing)
             error, retry_after = outcome.error, outcome.retry_after
@@ -383,6 +427,7 @@ class OpenAIBackend:
             completion_tokens=result.completion_tokens,
             prompt_tokens=result.prompt_tokens,
             attempts=attempts,
+            latency_s=result.latency_s,
         )
 
     @staticmethod
@@ -395,32 +440,61 @@ class OpenAIBackend:
             headers["Authorization"] = f"Bearer {key}"
         return headers
 
+    async def _post(
+        self, session: _Session, url: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[int, httpx.Headers, bytes | None]:
+        """POST and read a 200 body up to ``max_response_bytes``; ``None`` as body when it is longer."""
+        cap = self._options.max_response_bytes
+        async with session.client.stream("POST", url, content=body, headers=headers) as response:
+            if response.status_code != 200:  # the status and headers say everything; skip the body
+                return response.status_code, response.headers, b""
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and (len(declared) > 12 or int(declared) > cap):
+                return 200, response.headers, None
+            chunks: list[bytes] = []
+            size = 0
+            stream = cast("AsyncGenerator[bytes, None]", response.aiter_bytes())  # decoded: a gzip bomb stops too
+            try:
+                async for chunk in stream:
+                    size += len(chunk)
+                    if size > cap:
+                        return 200, response.headers, None
+                    chunks.append(chunk)
+            finally:
+                await stream.aclose()  # leaving early must not leave a pending generator on the loop
+            return 200, response.headers, b"".join(chunks)
+
     async def _attempt(
-        self, session: _Session, url: str, body: bytes, headers: dict[str, str], prompt: str
+        self, session: _Session, url: str, body: bytes, headers: dict[str, str], prompt: tuple[str, int]
     ) -> _Attempt:
         start = time.perf_counter()
         try:
             async with session.sem:
                 start = time.perf_counter()
-                response = await asyncio.wait_for(
-                    session.client.post(url, content=body, headers=headers), timeout=self._options.timeout_s
+                status, response_headers, content = await asyncio.wait_for(
+                    self._post(session, url, body, headers), timeout=self._options.timeout_s
                 )
         except (asyncio.TimeoutError, httpx.TimeoutException):
             return _Attempt(error="timeout")
-        except (httpx.TransportError, httpx.DecodingError, OSError):
-            # DecodingError: a body the transport could not decode (e.g. a broken gzip stream)
+        except (httpx.HTTPError, OSError):
+            # includes DecodingError: a body the transport could not decode (e.g. a broken gzip stream)
             return _Attempt(error="connection")
         finally:
-            self._note_latency(time.perf_counter() - start)
-        status = response.status_code
+            seconds = time.perf_counter() - start
+            self._note_latency(seconds)
         if status == 429:
-            return _Attempt(error="http_429", retry_after=_retry_after(response.headers))
+            return _Attempt(error="http_429", retry_after=_retry_after(response_headers))
         if status >= 500:
             return _Attempt(error="http_5xx")
         if status != 200:
             return _Attempt(error="http_4xx")
+        if content is None:
+            return _Attempt(error="too_large")
         try:
-            payload = json.loads(response.content)
-        except ValueError:  # JSONDecodeError and UnicodeDecodeError
+            payload = json.loads(content)
+        except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, too-deep nesting
             return _Attempt(error="malformed")
-        return _parse_completion(payload, prompt)
+        outcome = _parse_completion(payload, *prompt)
+        if outcome.result is not None:  # the measured wall time of the successful attempt (the latency component)
+            outcome = dataclasses.replace(outcome, result=dataclasses.replace(outcome.result, latency_s=seconds))
+        return outcome

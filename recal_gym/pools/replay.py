@@ -7,17 +7,28 @@ failure label and attempt count come back unchanged, so the environment's cost a
 recorded ones) and free (no model runs).
 
 **Lookup.** A request ``(question, model, query)`` is answered by the row with the same
-``question_id``, model and ``query`` if one was recorded; otherwise by the row of that question and
-model whose ``query`` is the question itself (what :func:`record_table` records: the model's answer
-to the whole question, as in RouterBench). A pool model matches rows whose ``model`` column is its
-display name, or else its ``model_id`` (the "replay key"). With several rows for the same key, the
-last one in the file wins. A request with no row fails with ``error="replay_missing"``.
+``question_id`` and model whose ``query`` equals the request's after normalisation (lower case, no
+punctuation, articles or extra spaces: :func:`normalise_query`). :func:`record_table` records each
+model's answer to the whole question (as in RouterBench), so routing the question itself, in any
+case or punctuation, replays it. A pool model matches rows whose ``model`` column is its display
+name, or else its ``model_id`` (the "replay key"). With several rows for the same key, the last one
+in the file wins.
+
+**Unrecorded queries.** A query that was not recorded for the question and model never gets another
+query's reply by accident (which would tell a router trained on replay nothing about its queries).
+``PoolOptions.replay_unrecorded`` decides: ``"fail"`` (default) fails the call with
+``error="unrecorded"`` (the env splices ``<information>None</information>``, ``info["call_error"] ==
+"unrecorded"``); ``"nearest"`` answers with the recorded query of that question and model with the
+highest content-word F1 (:func:`~recal_gym.pools.simulated.similarity`, ties to the earliest row),
+and fails as ``unrecorded`` when none shares a content word. A question with no row at all for the
+model fails with ``error="replay_missing"``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -25,19 +36,23 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from recal_gym.errors import BackendError, InvalidConfig, InvalidData, UnknownModel, close_matches_hint
-from recal_gym.pools.base import Pool
-from recal_gym.pools.options import PoolOptions
+from recal_gym.errors import InvalidConfig, InvalidData, UnknownModel, close_matches_hint
+from recal_gym.pools.base import MAX_CALL_TOKENS, Pool
+from recal_gym.pools.options import PoolOptions, ReplayUnrecorded
+from recal_gym.pools.simulated import content_words, similarity
 from recal_gym.pools.spec import PoolModel, PoolSpec
-from recal_gym.rewards.answer_metrics import contains_answer
+from recal_gym.rewards.answer_metrics import contains_answer, normalize_answer
 from recal_gym.types import CallRequest, CallResult, QARow
 
 __all__ = [
+    "TABLE_SUFFIXES",
     "ProgressFn",
     "RecordSummary",
     "ReplayBackend",
     "ReplayRow",
+    "check_table_path",
     "load_replay_table",
+    "normalise_query",
     "record_table",
     "write_replay_table",
 ]
@@ -46,6 +61,40 @@ logger = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int], None]
 """``progress(done, total)``: rows of the table finished so far (skipped rows included) and in all."""
+TABLE_SUFFIXES: tuple[str, ...] = (".jsonl", ".parquet", ".pq")
+"""Suffixes a recorded table may have (JSONL, or Parquet)."""
+
+
+def normalise_query(query: str) -> str:
+    """The lookup key of a query: SQuAD normalisation (lower case, no punctuation or articles), one space."""
+    return " ".join(normalize_answer(query).split())
+
+
+def check_table_path(path: str | Path) -> Path:
+    """Return ``path`` as a :class:`Path` if it can be a table to write.
+
+    Raises:
+        InvalidConfig: the suffix is not one of :data:`TABLE_SUFFIXES`, or the path is a directory.
+    """
+    p = Path(path)
+    if p.suffix.lower() not in TABLE_SUFFIXES:
+        raise InvalidConfig(
+            f"replay table {str(p)!r} must end in one of {list(TABLE_SUFFIXES)} (JSONL or Parquet), "
+            f"got suffix {p.suffix!r}"
+        )
+    if p.is_dir():
+        raise InvalidConfig(f"replay table {str(p)!r} is a directory; give a file path")
+    return p
+
+
+def _json_line(record: Mapping[str, Any]) -> str:
+    """One JSONL line; non-ASCII stays readable, except in a row holding a lone surrogate (escaped)."""
+    line = json.dumps(record, ensure_ascii=False)
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(record) + "\n"
+    return line + "\n"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -97,7 +146,7 @@ class ReplayRow:
         if missing:
             raise InvalidData(f"replay table {where}: missing column(s) {missing}; required: {list(required)}")
         try:
-            return cls(
+            row = cls(
                 question_id=str(d["question_id"]),
                 model=str(d["model"]),
                 model_id=str(d.get("model_id") or ""),
@@ -113,8 +162,19 @@ class ReplayRow:
                 attempts=int(d.get("attempts", 1)),
                 data_source=str(d.get("data_source") or ""),
             )
-        except (TypeError, ValueError) as exc:
-            raise InvalidData(f"replay table {where}: malformed value ({exc})") from exc
+        except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: int(1e400)
+            raise InvalidData(f"replay table {where}: malformed value ({exc})") from None
+        for column in ("prompt_tokens", "completion_tokens", "attempts"):
+            value = getattr(row, column)
+            if not 0 <= value <= MAX_CALL_TOKENS:
+                raise InvalidData(
+                    f"replay table {where}: column {column!r} must be in [0, {MAX_CALL_TOKENS}], got {value!r}"
+                )
+        if not (math.isfinite(row.cost) and math.isfinite(row.latency_s)):
+            raise InvalidData(
+                f"replay table {where}: cost and latency_s must be finite, got {row.cost!r}, {row.latency_s!r}"
+            )
+        return row
 
     def to_result(self) -> CallResult:
         """The recorded call as the backend returns it."""
@@ -125,6 +185,7 @@ class ReplayRow:
             prompt_tokens=self.prompt_tokens if self.ok else 0,
             error="" if self.ok else (self.error or "replay_failed"),
             attempts=self.attempts,
+            latency_s=self.latency_s if self.ok else None,
         )
 
 
@@ -140,28 +201,38 @@ def _is_parquet(path: Path) -> bool:
 
 def _read_jsonl(path: Path) -> list[ReplayRow]:
     rows: list[ReplayRow] = []
-    with path.open("r", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.endswith("\n"):  # a trailing line cut by an interrupted write: ignore it
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, 1):  # binary lines end at b"\n" only
+            if not raw.endswith(b"\n"):  # a trailing line cut by an interrupted write: ignore it
                 logger.warning("replay table %s: ignoring an incomplete last line %d", path, lineno)
                 break
-            if not line.strip():
+            if not raw.strip():
                 continue
             try:
-                record = json.loads(line)
+                record = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                raise InvalidData(
+                    f"replay table {path}:{lineno}: not UTF-8 text (byte {exc.start} of the line)"
+                ) from None
+            except RecursionError:
+                raise InvalidData(f"replay table {path}:{lineno}: JSON nested too deeply to decode") from None
             except ValueError as exc:
-                raise InvalidData(f"replay table {path}:{lineno}: not valid JSON ({exc})") from exc
+                raise InvalidData(f"replay table {path}:{lineno}: not valid JSON ({exc})") from None
+            if not isinstance(record, Mapping):
+                raise InvalidData(f"replay table {path}:{lineno}: expected a JSON object, got {type(record).__name__}")
             rows.append(ReplayRow.from_dict(record, f"{path}:{lineno}"))
     return rows
 
 
 def _read_parquet(path: Path) -> list[ReplayRow]:
+    from recal_gym.optional import require  # lazy: only Parquet tables need pyarrow
+
+    pq = require("pyarrow.parquet", feature="reading a Parquet replay table")
     try:
-        import pyarrow.parquet as pq  # lazy: only Parquet tables need it
-    except ImportError as exc:
-        raise BackendError("reading a Parquet replay table needs pyarrow: pip install pyarrow") from exc
-    records = pq.read_table(path).to_pylist()
-    return [ReplayRow.from_dict(r, f"{path} row {i}") for i, r in enumerate(records)]
+        records = pq.read_table(path).to_pylist()
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError, ArrowIOError an OSError
+        raise InvalidData(f"replay table {path}: not a readable Parquet file ({exc})") from None
+    return [ReplayRow.from_dict(r, f"{path} row {i}") for i, r in enumerate(records, 1)]
 
 
 def load_replay_table(path: str | Path) -> list[ReplayRow]:
@@ -183,16 +254,15 @@ def write_replay_table(rows: Sequence[ReplayRow], path: str | Path) -> Path:
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_name(p.name + ".tmp")
     if _is_parquet(p):
-        try:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-        except ImportError as exc:
-            raise BackendError("writing a Parquet replay table needs pyarrow: pip install pyarrow") from exc
+        from recal_gym.optional import require
+
+        pa = require("pyarrow", feature="writing a Parquet replay table")
+        import pyarrow.parquet as pq
         table = pa.Table.from_pylist([r.to_dict() for r in rows]) if rows else pa.table({c: [] for c in _COLUMNS})
         pq.write_table(table, tmp)
     else:
         with tmp.open("w", encoding="utf-8") as fh:
-            fh.writelines(json.dumps(r.to_dict(), ensure_ascii=False) + "\n" for r in rows)
+            fh.writelines(_json_line(r.to_dict()) for r in rows)
     os.replace(tmp, p)
     return p
 
@@ -206,23 +276,46 @@ class ReplayBackend:
     Args:
         models: The pool entries served.
         tables: Model display name -> the rows of its table (rows of other models are ignored).
+        unrecorded: What to do with a query not recorded for its question and model (module docstring).
 
-    Metrics: ``calls``, ``calls_ok``, ``calls_failed``, ``missing`` (requests with no row),
+    Metrics: ``calls``, ``calls_ok``, ``calls_failed``, ``missing`` (requests whose question has no
+    row), ``unrecorded`` (failed as unrecorded), ``nearest`` (answered by the nearest recorded query),
     ``completion_tokens`` and ``recorded_cost_micro_usd`` (what the recording paid).
     """
 
-    def __init__(self, models: Sequence[PoolModel], tables: Mapping[str, Sequence[ReplayRow]]) -> None:
-        """Index every model's rows by (question id, query)."""
+    def __init__(
+        self,
+        models: Sequence[PoolModel],
+        tables: Mapping[str, Sequence[ReplayRow]],
+        unrecorded: ReplayUnrecorded = "fail",
+    ) -> None:
+        """Index every model's rows by question id, then normalised query."""
+        if unrecorded not in ("fail", "nearest"):
+            raise InvalidConfig(f"replay backend: unrecorded must be 'fail' or 'nearest', got {unrecorded!r}")
+        self._unrecorded = unrecorded
         self._models = {m.name: m for m in models}
-        self._index: dict[str, dict[tuple[str, str], ReplayRow]] = {}
+        self._index: dict[str, dict[str, dict[str, ReplayRow]]] = {}
         for m in models:
             keys = {m.name} | ({m.model_id} if m.model_id else set())
             rows = [r for r in tables.get(m.name, ()) if r.model == m.name]
             if not rows:  # the table names models by id rather than by this pool's display names
                 rows = [r for r in tables.get(m.name, ()) if r.model in keys]
-            self._index[m.name] = {(r.question_id, r.query): r for r in rows}
+            by_question: dict[str, dict[str, ReplayRow]] = {}
+            for r in rows:
+                by_question.setdefault(r.question_id, {})[normalise_query(r.query)] = r
+            self._index[m.name] = by_question
         self._counts = dict.fromkeys(
-            ("calls", "calls_ok", "calls_failed", "missing", "completion_tokens", "recorded_cost_micro_usd"), 0.0
+            (
+                "calls",
+                "calls_ok",
+                "calls_failed",
+                "missing",
+                "unrecorded",
+                "nearest",
+                "completion_tokens",
+                "recorded_cost_micro_usd",
+            ),
+            0.0,
         )
 
     @classmethod
@@ -242,11 +335,12 @@ class ReplayBackend:
             if path not in loaded:
                 loaded[path] = load_replay_table(path)
             tables[m.name] = loaded[path]
-        return cls(models, tables)
+        return cls(models, tables, options.replay_unrecorded)
 
     def __repr__(self) -> str:
         """Name the models and their row counts."""
-        return "ReplayBackend(" + ", ".join(f"{k}: {len(v)} rows" for k, v in self._index.items()) + ")"
+        counts = ", ".join(f"{k}: {sum(len(q) for q in v.values())} rows" for k, v in self._index.items())
+        return f"ReplayBackend({counts}, unrecorded={self._unrecorded!r})"
 
     def call_batch(self, requests: Sequence[CallRequest]) -> list[CallResult]:
         """Answer every request from the table.
@@ -261,14 +355,18 @@ class ReplayBackend:
                     f"replay backend does not serve model {req.model!r}; it serves {sorted(self._index)}"
                     + close_matches_hint(req.model, self._index)
                 )
-            index = self._index[req.model]
-            qid = req.question.question_id
-            row = index.get((qid, req.query)) or index.get((qid, req.question.question))
             self._counts["calls"] += 1
-            if row is None:
+            recorded = self._index[req.model].get(req.question.question_id)
+            if not recorded:
                 self._counts["missing"] += 1
                 self._counts["calls_failed"] += 1
                 out.append(CallResult(ok=False, error="replay_missing", attempts=0))
+                continue
+            row = self._lookup(recorded, req.query)
+            if row is None:
+                self._counts["unrecorded"] += 1
+                self._counts["calls_failed"] += 1
+                out.append(CallResult(ok=False, error="unrecorded", attempts=0))
                 continue
             result = row.to_result()
             self._counts["calls_ok" if result.ok else "calls_failed"] += 1
@@ -276,6 +374,21 @@ class ReplayBackend:
             self._counts["recorded_cost_micro_usd"] += row.cost if row.ok else 0.0
             out.append(result)
         return out
+
+    def _lookup(self, recorded: Mapping[str, ReplayRow], query: str) -> ReplayRow | None:
+        key = normalise_query(query)
+        row = recorded.get(key)
+        if row is not None or self._unrecorded == "fail":
+            return row
+        words = content_words(query)
+        best, best_sim = None, 0.0
+        for candidate in recorded.values():  # insertion order: ties go to the earliest recorded query
+            sim = similarity(words, content_words(candidate.query))
+            if sim > best_sim:
+                best, best_sim = candidate, sim
+        if best is not None:
+            self._counts["nearest"] += 1
+        return best
 
     def metrics(self) -> dict[str, float]:
         """Running counters."""
@@ -319,7 +432,7 @@ def _row_for(model: PoolModel, q: QARow, res: CallResult, latency: float) -> Rep
         prompt_tokens=res.prompt_tokens,
         completion_tokens=res.completion_tokens if res.ok else 0,
         cost=res.completion_tokens * model.price_per_1m_output if res.ok else 0.0,
-        latency_s=latency,
+        latency_s=latency if res.latency_s is None else float(res.latency_s),  # the backend's own figure first
         correct=bool(res.ok and contains_answer(res.text, q.golden_answers, "token")),
         error=res.error,
         attempts=res.attempts,
@@ -382,12 +495,13 @@ def record_table(
         A :class:`RecordSummary`.
 
     Raises:
-        InvalidConfig: ``batch_size < 1`` or an unknown model name.
+        InvalidConfig: ``batch_size < 1`` or an output path that is not ``.jsonl``/``.parquet``/``.pq``.
+        UnknownModel: an unknown model name.
     """
-    if batch_size < 1:
-        raise InvalidConfig(f"record_table: batch_size must be >= 1, got {batch_size!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InvalidConfig(f"record_table: batch_size must be an int >= 1, got {batch_size!r}")
+    out = check_table_path(out_path)
     chosen: list[PoolModel] = [pool.spec.model(n) for n in models] if models is not None else list(pool.spec.models)
-    out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = _partial_path(out)
     done = {(r.question_id, r.model) for r in _existing_rows(out, partial, resume) if r.ok}
@@ -405,7 +519,7 @@ def record_table(
             results = pool.call_batch([CallRequest(model=m.name, query=q.question, question=q) for q, m in batch])
             latency = (time.perf_counter() - t0) / len(batch)
             for (q, m), res in zip(batch, results, strict=True):
-                fh.write(json.dumps(_row_for(m, q, res, latency).to_dict(), ensure_ascii=False) + "\n")
+                fh.write(_json_line(_row_for(m, q, res, latency).to_dict()))
                 failed += not res.ok
             fh.flush()
             os.fsync(fh.fileno())

@@ -36,6 +36,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from collections import Counter
@@ -78,6 +79,10 @@ SHARED_MODEL = "*"
 """Model field of the keyed hash for draws shared by all models (difficulty, shared distractor)."""
 _MIN_TOKENS = 8
 _MAX_TOKENS = 512
+DEFAULT_TTFT_S = 0.5
+"""Simulated time to first token of a model without latency figures (seconds)."""
+DEFAULT_TOKENS_PER_S = 50.0
+"""Simulated output tokens per second of a model without latency figures."""
 _COUNTERS = ("calls", "correct", "wrong", "abstain", "distractor", "unrelated", "failed")
 
 
@@ -142,9 +147,11 @@ def keyed_generator(
 ) -> np.random.Generator:
     """Return a PCG64 generator seeded by SHA-256 of ``"{pool_seed}|{question_id}|{target}|{model}|{purpose}"``.
 
-    Python's salted ``hash()`` is never used, so draws agree across processes and machines.
+    Python's salted ``hash()`` is never used, so draws agree across processes and machines. The key is
+    encoded as UTF-8 with ``surrogatepass``: a lone surrogate in a routed query (possible in any Python
+    ``str``) hashes deterministically instead of raising.
     """
-    key = f"{pool_seed}|{question_id}|{target}|{model}|{purpose}".encode()
+    key = f"{pool_seed}|{question_id}|{target}|{model}|{purpose}".encode("utf-8", "surrogatepass")
     return np.random.Generator(np.random.PCG64(int.from_bytes(hashlib.sha256(key).digest(), "big")))
 
 
@@ -256,11 +263,27 @@ class SimulatedBackend:
             UnknownModel: a request names a model this backend does not serve.
             InvalidConfig: the model has no figures for the target's profile.
         """
-        return [self._call(req) for req in requests]
+        return [self._timed(req, self._call(req)) for req in requests]
 
     def call(self, request: CallRequest) -> CallResult:
         """Answer one request."""
-        return self._call(request)
+        return self._timed(request, self._call(request))
+
+    def latency(self, model: str, completion_tokens: int) -> float:
+        """Simulated seconds of a call: ``ttft + completion_tokens / tokens_per_s`` (``docs/pools.md`` §3).
+
+        The model's ``latency_ttft_s``/``latency_tokens_per_s`` (project defaults in the Router-R1 profile:
+        Router-R1 publishes no latency), else :data:`DEFAULT_TTFT_S` and :data:`DEFAULT_TOKENS_PER_S`.
+        """
+        entry = self._models[model]
+        ttft = DEFAULT_TTFT_S if entry.latency_ttft_s is None else float(entry.latency_ttft_s)
+        tps = DEFAULT_TOKENS_PER_S if entry.latency_tokens_per_s is None else float(entry.latency_tokens_per_s)
+        return ttft + completion_tokens / tps
+
+    def _timed(self, req: CallRequest, result: CallResult) -> CallResult:
+        if not result.ok:
+            return result
+        return dataclasses.replace(result, latency_s=self.latency(req.model, result.completion_tokens))
 
     def metrics(self) -> dict[str, float]:
         """Counters: calls, correct, wrong (abstain + distractor), abstain, distractor, unrelated, failed."""

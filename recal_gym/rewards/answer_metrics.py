@@ -16,7 +16,10 @@ from typing import Literal
 __all__ = [
     "ContainMode",
     "contains_answer",
+    "contains_normalized",
     "exact_match",
+    "exact_match_normalized",
+    "f1_normalized",
     "f1_score",
     "normalize_answer",
 ]
@@ -68,6 +71,11 @@ def _f1_single(p: str, q: str) -> float:
         return 0.0
     p_tokens = p.split()
     q_tokens = q.split()
+    if p == q:
+        # Identical token lists: c = |p| = |q|, P = R = 1.0, and 2·1·1/(1+1) is exactly 1.0 (0 when empty).
+        return 1.0 if p_tokens else 0.0
+    if set(p_tokens).isdisjoint(q_tokens):
+        return 0.0  # c = 0 (the usual case for a wrong answer): no multiset work needed
     common = sum((Counter(p_tokens) & Counter(q_tokens)).values())
     if common == 0:  # also covers two empty strings (Router-R1 scores 0, SQuAD would score 1)
         return 0.0
@@ -130,3 +138,37 @@ def contains_answer(text: str, golden: Sequence[str], mode: ContainMode = "token
         if (f" {q} " if mode == "token" else q) in b:
             return True
     return False
+
+
+# --- forms over already normalised strings (the scorer normalises each string once per episode) --------
+
+
+def exact_match_normalized(p: str | None, golden_normalized: Sequence[str]) -> float:
+    """:func:`exact_match` of a normalised prediction (``None`` = no answer) against normalised golds."""
+    if p is None:
+        return 0.0
+    return 1.0 if p in golden_normalized else 0.0
+
+
+def f1_normalized(p: str | None, golden_normalized: Sequence[str]) -> float:
+    """:func:`f1_score` of a normalised prediction (``None`` = no answer) against normalised golds."""
+    if p is None:
+        return 0.0
+    best = 0.0
+    for q in golden_normalized:
+        best = max(best, _f1_single(p, q))
+    return best
+
+
+def contains_normalized(text: str, golden_normalized: Sequence[str], mode: ContainMode = "token") -> bool:
+    """:func:`contains_answer` of raw ``text`` against already normalised golds (empty golds never match)."""
+    lowered = text.lower().translate(_PUNCT_TABLE)
+    # Every token of normalize_answer(text) is a substring of `lowered`; a gold whose first token is not
+    # one cannot match, so most replies skip the article regex (exact, and the common case).
+    if not any(q and q.split(" ", 1)[0] in lowered for q in golden_normalized):
+        return False
+    b = " ".join(_ARTICLES_RE.sub(" ", lowered).split())
+    if mode == "token":
+        b = f" {b} "
+        return any(q and f" {q} " in b for q in golden_normalized)
+    return any(q and q in b for q in golden_normalized)

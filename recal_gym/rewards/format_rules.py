@@ -7,7 +7,7 @@ id, plus the validity of every search block (F8 and F9 on that block alone), fro
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -83,7 +83,13 @@ def _counts_ok(blocks: Sequence[Block]) -> bool:
     return tags.count("answer") == 1 and tags.count("think") >= 1 and tags.count("search") == tags.count("information")
 
 
-def check_format(transcript: str, table: NameTable, *, spans: Sequence[Block] | None = None) -> FormatResult:
+def check_format(
+    transcript: str,
+    table: NameTable,
+    *,
+    spans: Sequence[Block] | None = None,
+    resolve: Callable[[str], str | None] | None = None,
+) -> FormatResult:
     """Check the format rules F1-F9 in order (``docs/rewards.md`` §6).
 
     Args:
@@ -91,6 +97,8 @@ def check_format(transcript: str, table: NameTable, *, spans: Sequence[Block] | 
         table: The pool's name table (F9 resolves every search block's NAME with it).
         spans: The transcript's block scan (``scan_blocks(transcript)``) when the caller already
             has it; ``None`` scans here.
+        resolve: NAME → display name or ``None`` (e.g. a cached
+            :class:`~recal_gym.rewards.components.Resolver`); default ``resolve_model(name, table)``.
 
     Returns:
         A :class:`FormatResult`; never raises for any string.
@@ -98,26 +106,41 @@ def check_format(transcript: str, table: NameTable, *, spans: Sequence[Block] | 
     blocks = scan_blocks(transcript) if spans is None else spans
     searches = [b.content for b in blocks if b.tag == "search"]
     syntax = tuple(_route_syntax_ok(c) for c in searches)
-    valid = tuple(
-        s and resolve_model(c.strip().split(":", 1)[0], table) is not None
-        for c, s in zip(searches, syntax, strict=True)
-    )
+    res = resolve if resolve is not None else (lambda name: resolve_model(name, table))
+    valid = tuple(s and res(c.strip().split(":", 1)[0]) is not None for c, s in zip(searches, syntax, strict=True))
     stripped = transcript.strip()
-    checks: tuple[tuple[FormatError, bool], ...] = (
-        ("no_blocks", len(blocks) > 0),
-        ("unbalanced_tags", _balanced(transcript)),
-        ("empty_think", not any(b.tag == "think" and b.content.strip() in ("", "...") for b in blocks)),
-        ("nested_tags", not any(tag in b.content for b in blocks for tag in TAG_STRINGS)),
-        ("block_counts", _counts_ok(blocks)),
-        ("not_starting_with_think", stripped.startswith("<think>")),
-        ("not_ending_with_answer", stripped.endswith("</answer>")),
-        ("bad_route_syntax", all(syntax)),
-        ("unknown_model", all(valid)),
-    )
-    for rule_id, passed in checks:
-        if not passed:
-            return FormatResult(ok=False, error=rule_id, search_valid=valid, syntax_ok=syntax)
-    return FormatResult(ok=True, error="", search_valid=valid, syntax_ok=syntax)
+    error = _first_failure(transcript, stripped, blocks, syntax, valid)
+    return FormatResult(ok=not error, error=error, search_valid=valid, syntax_ok=syntax)
+
+
+def _nested(blocks: Sequence[Block]) -> bool:
+    """F4 fails: some block's content holds a reserved tag string (a '<' check first: most content has none)."""
+    return any("<" in b.content and any(tag in b.content for tag in TAG_STRINGS) for b in blocks)
+
+
+def _first_failure(
+    transcript: str, stripped: str, blocks: Sequence[Block], syntax: tuple[bool, ...], valid: tuple[bool, ...]
+) -> FormatError:
+    """The id of the first failing rule F1-F9 in Router-R1's order (``""`` when all pass); lazy."""
+    if not blocks:
+        return "no_blocks"
+    if not _balanced(transcript):
+        return "unbalanced_tags"
+    if any(b.tag == "think" and b.content.strip() in ("", "...") for b in blocks):
+        return "empty_think"
+    if _nested(blocks):
+        return "nested_tags"
+    if not _counts_ok(blocks):
+        return "block_counts"
+    if not stripped.startswith("<think>"):
+        return "not_starting_with_think"
+    if not stripped.endswith("</answer>"):
+        return "not_ending_with_answer"
+    if not all(syntax):
+        return "bad_route_syntax"
+    if not all(valid):
+        return "unknown_model"
+    return ""
 
 
 def route_score(result: FormatResult, empty_value: float) -> float:

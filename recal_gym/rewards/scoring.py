@@ -1,28 +1,27 @@
-"""Scoring one finished episode, online or offline (``docs/rewards.md`` §13).
+"""Scoring one finished episode, online or offline (``docs/rewards.md`` §13, §14).
 
-:func:`score_episode` is the environment's terminal reward: a pure function of the episode record,
-the reward spec and the reward state, returning the scalar, every component (raw, gated, gates,
-weights) and the *new* state. :func:`rescore` folds it over a logged run, so replaying a run's
-records from the same initial state reproduces every online reward bit for bit.
+:class:`EpisodeScorer` is a reward spec compiled for scoring: the environment's terminal reward and the
+offline re-scorer use it. One :class:`~recal_gym.rewards.components.EpisodeView` per episode shares one
+block scan between all components; gates are evaluated on plain floats; model names are resolved once
+per pool (:class:`~recal_gym.rewards.components.Resolver`). :func:`score_episode` is the pure functional
+form (it returns the *new* state); :func:`rescore` folds the scorer over a logged run, so replaying a
+run's records from the same initial state reproduces every online reward bit for bit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-import numpy as np
+from recal_gym.errors import InvalidConfig, InvalidData, RewardComponentError
+from recal_gym.rewards.components import ComponentState, EpisodeView, Resolver
+from recal_gym.rewards.spec import RewardSpec
+from recal_gym.rewards.state import RewardState
+from recal_gym.types import EpisodeRecord, NameTable
 
-from recal_gym.errors import InvalidConfig, InvalidData
-from recal_gym.protocol import Block, last_answer, scan_blocks
-from recal_gym.rewards.answer_metrics import contains_answer, exact_match, f1_score
-from recal_gym.rewards.format_rules import check_format, route_score
-from recal_gym.rewards.spec import RewardSpec, compute_gates, fold_reward, gate_components
-from recal_gym.rewards.state import RewardState, episode_raw_cost, route_counts
-from recal_gym.types import COMPONENTS, EpisodeRecord
-
-__all__ = ["EpisodeScore", "SpansMode", "rescore", "score_episode"]
+__all__ = ["EpisodeScore", "EpisodeScorer", "SpansMode", "rescore", "score_episode"]
 
 SpansMode = Literal["record", "infer"]
 
@@ -32,9 +31,9 @@ class EpisodeScore:
     """Everything the terminal step reports about one scored episode (``docs/rewards.md`` §13)."""
 
     reward: float
-    """The scalar: ``fold_reward(components, weights)``, bit for bit."""
+    """The scalar: the fold of ``weights[k] * components[k]`` in spec order, bit for bit."""
     components: dict[str, float]
-    """Gated components ``c_k = g_k · r_k`` in COMPONENTS order."""
+    """Gated components ``c_k = g_k · r_k`` in spec order."""
     components_raw: dict[str, float]
     """Pre-gate components ``r_k``."""
     gates: dict[str, float]
@@ -46,7 +45,7 @@ class EpisodeScore:
     f1: float
     """Ungated token F1 of the last answer (0.0 without one)."""
     format_ok: bool
-    """True when every format rule passes (``r_format == 0.0``)."""
+    """True when every format rule passes."""
     format_error: str
     """Id of the first failing format rule, ``""`` when ok."""
     answer: str
@@ -55,43 +54,181 @@ class EpisodeScore:
     """Whether the transcript holds an answer block."""
     raw_cost: float
     """Σ tokens * price of executed calls in µ$ (NaN only for a foreign log without cost data)."""
-    state_after: RewardState
-    """The new reward state (the input state is never mutated)."""
+    state_after: RewardState | None
+    """The new reward state (:func:`score_episode`; the input state is never mutated), or ``None`` when
+    the scorer updated a state in place (the environment and :func:`rescore`)."""
     spec: RewardSpec
     """The spec used, for provenance."""
+    spec_hash: str = ""
+    """``spec.hash``."""
     spans_inferred: bool = False
     """True when information blocks were taken from the block scan (``spans="infer"``)."""
 
 
-def _information_texts(record: EpisodeRecord, blocks: Sequence[Block], spans: SpansMode) -> list[str]:
-    """Return the contents of the information blocks the ``info`` component may read (§5)."""
-    if spans == "infer":
-        # A foreign log: every scanned information block except the None splices of failed routes.
-        return [b.content for b in blocks if b.tag == "information" and b.content != "None"]
-    if spans != "record":
-        raise InvalidConfig(f"score_episode: spans={spans!r}: must be 'record' or 'infer'")
-    if record.information_spans is None:
-        raise InvalidData(
-            f"episode record {record.question_id!r} has no 'information_spans'; score a foreign log with spans='infer'"
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    name: str
+    weight: float
+    gate: int  # index into EpisodeScorer._gates
+    lo: float
+    hi: float
+    fn: Callable[..., float] | None  # None: stateful, read from the RewardState
+    params: dict[str, object]
+
+
+class EpisodeScorer:
+    """A reward spec compiled for scoring episodes of pools' name tables (explicit caches).
+
+    Args:
+        spec: The reward spec.
+
+    Example:
+        >>> from recal_gym.rewards import make_spec
+        >>> scorer = EpisodeScorer(make_spec("recal"))
+        >>> scorer.names[:2]
+        ('format', 'answer')
+    """
+
+    def __init__(self, spec: RewardSpec) -> None:
+        """Compile ``spec``: resolve every component, its range and gate (once)."""
+        self.spec = spec
+        self.spec_hash = spec.hash
+        compiled = []
+        unique: dict[str, int] = {}  # canonical gate -> index: presets share one gate between six components
+        for c in spec.components:
+            d = c.definition()
+            lo, hi = d.bounds(spec, c.params_dict)
+            slot = unique.setdefault(c.gate.canonical(), len(unique))
+            compiled.append(_Compiled(c.name, float(c.weight), slot, lo, hi, d.fn, c.params_dict))
+        self._compiled: tuple[_Compiled, ...] = tuple(compiled)
+        gates = {text: next(c.gate for c in spec.components if c.gate.canonical() == text) for text in unique}
+        self._gates: tuple[Callable[[dict[str, float], float], bool], ...] = tuple(g.compile() for g in gates.values())
+        self.names: tuple[str, ...] = spec.names
+        self.weights: dict[str, float] = spec.weights_dict()
+        self._stateful = tuple(c.name for c in compiled if c.fn is None)
+        self._resolvers: dict[NameTable, Resolver] = {}
+        self._by_id: dict[int, tuple[NameTable, Resolver]] = {}
+
+    def default_state(self, listed: Sequence[str]) -> RewardState:
+        """A fresh :class:`RewardState` for this spec over ``listed``."""
+        return RewardState.default(self.spec, listed)
+
+    def view(self, record: EpisodeRecord, spans: SpansMode = "record") -> EpisodeView:
+        """The shared view of ``record`` (name resolution cached per pool name table)."""
+        if spans not in ("record", "infer"):
+            raise InvalidConfig(f"score_episode: spans={spans!r}: must be 'record' or 'infer'")
+        table = record.pool
+        hit = self._by_id.get(id(table))
+        if hit is not None and hit[0] is table:  # the env's records share one table object: no hashing
+            resolver = hit[1]
+        else:
+            found = self._resolvers.get(table)
+            resolver = found if found is not None else Resolver(table)
+            self._resolvers[table] = resolver
+            self._by_id[id(table)] = (table, resolver)  # keeps `table` alive, so its id cannot be reused
+        return EpisodeView(record, self.spec, resolve=resolver, spans=spans)
+
+    def _raw(self, ep: EpisodeView, state: RewardState) -> dict[str, float]:
+        raw: dict[str, float] = {}
+        for c in self._compiled:
+            if c.fn is None:
+                st: ComponentState = state[c.name]
+                value = st.score_episode(ep)
+            else:
+                value = c.fn(ep, **c.params) if c.params else c.fn(ep)
+            if not isinstance(value, float):
+                if isinstance(value, bool) or not isinstance(value, int):
+                    raise RewardComponentError(
+                        f"reward component {c.name!r} returned {value!r} ({type(value).__name__}) for episode "
+                        f"{ep.question_id!r}; components must return a float"
+                    )
+                value = float(value)
+            if not (c.lo <= value <= c.hi):  # also catches NaN
+                what = "a non-finite value" if not math.isfinite(value) else "a value outside its declared range"
+                raise RewardComponentError(
+                    f"reward component {c.name!r} returned {what} {value!r} for episode {ep.question_id!r}; "
+                    f"declared range [{c.lo}, {c.hi}] (values are never clipped)"
+                )
+            raw[c.name] = value
+        return raw
+
+    def score_view(self, ep: EpisodeView, state: RewardState) -> EpisodeScore:
+        """Score ``ep`` against ``state`` without changing it (``state_after`` is ``None``).
+
+        Raises:
+            RewardComponentError: a component returned a non-float, a non-finite value or a value outside
+                its declared range.
+            InvalidData: see :func:`score_episode`.
+        """
+        tau = float(self.spec.tau)
+        raw = self._raw(ep, state)
+        opened = [1.0 if gate(raw, tau) else 0.0 for gate in self._gates]  # raw values are finite here
+        gates: dict[str, float] = {}
+        components: dict[str, float] = {}
+        reward = 0.0
+        for c in self._compiled:
+            g = opened[c.gate]
+            gates[c.name] = g
+            value = g * raw[c.name] + 0.0  # + 0.0 turns -0.0 into +0.0
+            components[c.name] = value
+            reward = reward + c.weight * value
+        fmt = ep.format
+        raw_cost = ep.raw_cost
+        return EpisodeScore(
+            reward=reward,
+            components=components,
+            components_raw=raw,
+            gates=gates,
+            weights=dict(self.weights),
+            em=ep.em,
+            f1=ep.f1,
+            format_ok=fmt.ok,
+            format_error=fmt.error,
+            answer=ep.answer,
+            has_answer=ep.has_answer,
+            raw_cost=math.nan if raw_cost is None else float(raw_cost),
+            state_after=None,
+            spec=self.spec,
+            spec_hash=self.spec_hash,
+            spans_inferred=ep.spans_mode == "infer",
         )
-    n = len(record.transcript)
-    texts = []
-    for start, end in record.information_spans:
-        if not 0 <= start <= end <= n:
+
+    def _check(self, ep: EpisodeView, state: RewardState) -> None:
+        if tuple(ep.pool.listed) != state.listed:
             raise InvalidData(
-                f"episode record {record.question_id!r}: information span {(start, end)} is outside "
-                f"the transcript (length {n})"
+                f"episode record {ep.question_id!r}: pool listed models {list(ep.pool.listed)} differ from the "
+                f"reward state's {list(state.listed)}"
             )
-        texts.append(record.transcript[start:end])
-    return texts
+        missing = [n for n in self._stateful if n not in state]
+        if missing:
+            raise InvalidData(f"the reward state has no state for the spec's stateful component(s) {missing}")
+        w_cost = self.weights.get("cost", 0.0)
+        if w_cost != 0.0 and ep.raw_cost is None:
+            raise InvalidData(
+                f"episode record {ep.question_id!r} has neither 'calls' nor 'raw_cost', but the cost weight is "
+                f"{w_cost!r}; the scorer never substitutes 0"
+            )
 
+    def score(
+        self, record: EpisodeRecord, state: RewardState, *, spans: SpansMode = "record", update: bool = True
+    ) -> EpisodeScore:
+        """Score one episode; with ``update`` apply its episode-mode update to ``state`` in place.
 
-def _check_state(state: RewardState, record: EpisodeRecord) -> None:
-    if tuple(record.pool.listed) != state.listed:
-        raise InvalidData(
-            f"episode record {record.question_id!r}: pool listed models {list(record.pool.listed)} differ "
-            f"from the reward state's {list(state.listed)}"
-        )
+        Args:
+            record: The finished episode.
+            state: The reward state before this episode (updated in place when ``update``).
+            spans: ``"record"`` (``information_spans``) or ``"infer"`` (foreign logs).
+            update: Apply the episode-mode update (batch-mode states ignore it).
+
+        Returns:
+            The :class:`EpisodeScore` (``state_after`` is ``None``).
+        """
+        ep = self.view(record, spans)
+        self._check(ep, state)
+        result = self.score_view(ep, state)
+        if update:
+            state.observe(ep)
+        return result
 
 
 def score_episode(
@@ -100,81 +237,38 @@ def score_episode(
     state: RewardState | None = None,
     *,
     spans: SpansMode = "record",
+    scorer: EpisodeScorer | None = None,
 ) -> EpisodeScore:
-    """Score one finished episode (``docs/rewards.md`` §1-§13). Pure: no I/O, no mutation of inputs.
+    """Score one finished episode (``docs/rewards.md`` §1-§14). Pure: no I/O, no mutation of inputs.
 
     Args:
         record: The episode record (transcript, gold answers, spans, calls, pool).
         spec: The reward spec.
-        state: The reward state before this episode; ``None`` means a fresh default state over the
-            record's listed models.
-        spans: ``"record"`` reads ``information_spans``; ``"infer"`` takes the information blocks of
-            the block scan (for foreign logs) and flags the score ``spans_inferred``.
+        state: The reward state before this episode; ``None`` means a fresh default state over the record's
+            listed models.
+        spans: ``"record"`` reads ``information_spans``; ``"infer"`` takes the information blocks of the
+            block scan (for foreign logs) and flags the score ``spans_inferred``.
+        scorer: A compiled :class:`EpisodeScorer` of ``spec`` to reuse (faster for many episodes).
 
     Returns:
         The :class:`EpisodeScore`, with ``state_after`` the updated copy of ``state``.
 
     Raises:
-        InvalidData: if the record lacks ``information_spans`` (with ``spans="record"``), if it lacks
-            both ``calls`` and ``raw_cost`` while the cost weight is non-zero, or if its listed models
-            differ from the state's.
+        InvalidData: the record lacks ``information_spans`` (with ``spans="record"``), lacks both ``calls``
+            and ``raw_cost`` while the cost weight is non-zero, or its listed models differ from the state's.
+        RewardComponentError: a component returned a bad value.
     """
-    state = RewardState.default(spec, record.pool.listed) if state is None else state
-    _check_state(state, record)
-    transcript = record.transcript
-    blocks = scan_blocks(transcript)
-    info_texts = _information_texts(record, blocks, spans)
-    raw_cost = episode_raw_cost(record)
-    w_cost = spec.weights[COMPONENTS.index("cost")]
-    if raw_cost is None and w_cost != 0.0:
-        raise InvalidData(
-            f"episode record {record.question_id!r} has neither 'calls' nor 'raw_cost', but the cost weight "
-            f"is {w_cost!r}; the scorer never substitutes 0"
-        )
+    sc = scorer if scorer is not None and scorer.spec is spec else EpisodeScorer(spec)
+    state = sc.default_state(record.pool.listed) if state is None else state
+    after = state.copy()
+    result = sc.score(record, after, spans=spans, update=True)
+    return _with_state(result, after)
 
-    fmt = check_format(transcript, record.pool, spans=blocks)
-    answer = last_answer(transcript)
-    em = exact_match(answer, record.golden_answers)
-    f1 = f1_score(answer, record.golden_answers)
-    info = any(contains_answer(t, record.golden_answers, spec.info_match) for t in info_texts)
-    counts = route_counts(record, state.listed)
-    r_balance, r_cost = state.score(counts, raw_cost)
-    raw = np.array(  # (1, 6), COMPONENTS order
-        [
-            [
-                0.0 if fmt.ok else float(spec.format_penalty),
-                em if spec.answer_metric == "em" else f1,
-                1.0 if info else 0.0,
-                route_score(fmt, spec.route_empty_value),
-                r_balance,
-                r_cost,
-            ]
-        ],
-        dtype=np.float64,
-    )
-    gates = compute_gates(raw, spec.gates, spec.tau)
-    gated = gate_components(raw, gates)
-    components: dict[str, float] = {k: float(v) for k, v in zip(COMPONENTS, gated[0], strict=True)}
-    weights = spec.weights_dict()
-    state_after = state.copy()
-    state_after.update(counts, raw_cost)
-    return EpisodeScore(
-        reward=fold_reward(components, weights),
-        components=components,
-        components_raw={k: float(v) for k, v in zip(COMPONENTS, raw[0], strict=True)},
-        gates={k: float(v) for k, v in zip(COMPONENTS, gates[0], strict=True)},
-        weights=weights,
-        em=em,
-        f1=f1,
-        format_ok=fmt.ok,
-        format_error=fmt.error,
-        answer="" if answer is None else answer,
-        has_answer=answer is not None,
-        raw_cost=float("nan") if raw_cost is None else float(raw_cost),
-        state_after=state_after,
-        spec=spec,
-        spans_inferred=spans == "infer",
-    )
+
+def _with_state(score: EpisodeScore, state: RewardState) -> EpisodeScore:
+    import dataclasses
+
+    return dataclasses.replace(score, state_after=state)
 
 
 def _scoring_order(n: int, batches: Sequence[Sequence[int]] | None) -> list[list[int]]:
@@ -197,18 +291,17 @@ def rescore(
     *,
     spans: SpansMode = "record",
 ) -> tuple[list[EpisodeScore], RewardState]:
-    """Re-score a logged run: fold :func:`score_episode` over the records, threading the state.
+    """Re-score a logged run: fold the scorer over the records, threading one state.
 
-    Without ``batches``, records are scored in order and each score's ``state_after`` feeds the
-    next. With ``batches`` (lists of record indices that partition the records), episodes are
-    scored batch by batch in the given order, and after each batch ``update_batch`` applies the
-    batch-mode updates (a no-op for a component in episode mode).
+    Without ``batches``, records are scored in order with episode-mode updates. With ``batches`` (lists of
+    record indices that partition the records), episodes are scored batch by batch in the given order and
+    after each batch ``update_batch`` applies the batch-mode updates (a no-op for components in episode
+    mode). Scores carry ``state_after=None``; the final state is returned.
 
     Args:
         records: The episode records, in scoring order.
         spec: The reward spec.
-        state: The initial state (not mutated); ``None`` means fresh over the first record's listed
-            models.
+        state: The initial state (not mutated); ``None`` means fresh over the first record's listed models.
         batches: Optional rollout-batch boundaries.
         spans: As for :func:`score_episode`.
 
@@ -219,18 +312,15 @@ def rescore(
         InvalidConfig: if ``batches`` does not partition the indices.
     """
     order = _scoring_order(len(records), batches)
+    scorer = EpisodeScorer(spec)
     if state is None:
-        listed = records[0].pool.listed if records else ()
-        current = RewardState.default(spec, listed)
+        current = scorer.default_state(records[0].pool.listed if records else ())
     else:
         current = state.copy()
     scores: list[EpisodeScore | None] = [None] * len(records)
     for batch in order:
         for i in batch:
-            sc = score_episode(records[i], spec, current, spans=spans)
-            scores[i] = sc
-            current = sc.state_after
+            scores[i] = scorer.score(records[i], current, spans=spans, update=True)
         if batches is not None:
-            current = current.copy()  # keep every returned state_after unchanged
-            current.update_batch([records[i] for i in batch])
-    return [s for s in scores if s is not None], current.copy()  # never alias a returned state_after
+            current.update_batch([records[i] for i in batch], spec)
+    return [s for s in scores if s is not None], current

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from envs.calibration_wrapper import CALIBRATION_INFO_KEYS, CalibratedReward, CalibrationConfig, RunningRewardStats
 from envs.discrete import RouterQADiscreteEnv
 from recal_gym.errors import InvalidConfig, InvalidData
-from recal_gym.rewards.spec import compute_gates, fold_reward, gate_components, make_spec
-from recal_gym.types import COMPONENTS
+from recal_gym.rewards import BUILTIN_COMPONENTS as COMPONENTS
+from recal_gym.rewards import compute_gates, fold_reward, gate_components, make_spec
 
 
 def _play(env: CalibratedReward, seed: int, route: int | None) -> tuple[float, dict]:
@@ -73,9 +73,9 @@ def test_hierarchy_gates_an_ungated_env_reward() -> None:
     spec = make_spec("recal")
     for seed in range(15):
         r, info = _play(env, seed, route=4)
-        raw = np.array([[info["reward_components_raw"][k] for k in COMPONENTS]])
-        comps = gate_components(raw, compute_gates(raw, spec.gates, spec.tau))[0]
-        expected = fold_reward(dict(zip(COMPONENTS, comps.tolist(), strict=True)), spec.weights_dict())
+        raw = np.array([[info["reward_components_raw"][k] for k in spec.names]])
+        comps = gate_components(raw, compute_gates(raw, spec))[0]
+        expected = fold_reward(dict(zip(spec.names, comps.tolist(), strict=True)), spec.weights_dict())
         assert r == expected
     flat = CalibratedReward(RouterQADiscreteEnv(), CalibrationConfig(normalise=False, hierarchy=False))
     _, info = _play(flat, 0, route=None)

@@ -17,8 +17,9 @@ import recal_gym  # noqa: F401  (registers the envs)
 from envs.router_qa import RouterQAEnv
 from recal_gym.errors import InvalidAction, InvalidConfig, ResetNeeded
 from recal_gym.protocol import scan_blocks
+from recal_gym.rewards import BUILTIN_COMPONENTS as COMPONENTS
 from recal_gym.rewards.scoring import score_episode
-from recal_gym.types import COMPONENTS, EpisodeRecord
+from recal_gym.types import EpisodeRecord
 from tests.envs.conftest import ROWS, make_pool
 
 QWEN = "Qwen2.5-7B-Instruct"

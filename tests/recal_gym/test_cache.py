@@ -252,3 +252,114 @@ def _count(path: Path) -> int:
         return int(n)
     except sqlite3.OperationalError:  # the table does not exist yet
         return 0
+
+
+# ---------------------------------------------------------------------------- never a crash (issue #12 items 4, 7)
+
+
+class _Fixed(_Counting):
+    """Answers every request with one given result."""
+
+    def __init__(self, result: CallResult) -> None:
+        super().__init__()
+        self.result = result
+
+    def call_batch(self, requests: Sequence[CallRequest]) -> list[CallResult]:
+        self.seen.extend(requests)
+        return [self.result for _ in requests]
+
+
+def test_a_reply_with_a_lone_surrogate_is_cached_exactly(tmp_path: Path) -> None:
+    good = CallResult(ok=True, text="Paris \ud800 is \udfff it", completion_tokens=3)
+    inner = _Fixed(good)
+    backend = CachedBackend(inner, ResponseCache(tmp_path / "c.sqlite"), [LIVE])
+    [live] = backend.call_batch([_req("live", "query \udc00")])
+    [hit] = backend.call_batch([_req("live", "query \udc00")])
+    assert live == good and hit.cached and hit.text == good.text and len(inner.seen) == 1
+    assert backend.metrics()["cache_write_errors"] == 0.0
+    backend.close()
+    reopened = ResponseCache(tmp_path / "c.sqlite")
+    assert reopened.get(cache_key(LIVE, "query \udc00")).text == good.text  # type: ignore[union-attr]
+    reopened.close()
+
+
+@pytest.mark.parametrize("tokens", [10**30, 2**63, -5])
+def test_out_of_range_token_counts_pass_through_but_are_not_stored(tmp_path: Path, tokens: int) -> None:
+    res = CallResult(ok=True, text="Paris", completion_tokens=tokens)
+    backend = CachedBackend(_Fixed(res), ResponseCache(tmp_path / "c.sqlite"), [LIVE])
+    assert backend.call_batch([_req("live", "q")]) == [res]
+    m = backend.metrics()
+    assert m["cache_not_stored"] == 1.0 and m["cache_writes"] == 0.0 and len(backend.cache) == 0
+    backend.close()
+
+
+def test_a_failing_write_or_read_is_counted_and_the_live_result_returned(tmp_path: Path) -> None:
+    backend = CachedBackend(_Counting(), ResponseCache(tmp_path / "c.sqlite"), [LIVE])
+    assert backend.call_batch([_req("live", "a")])[0].ok
+    conn = backend.cache._conn
+    assert conn is not None
+    conn.execute("DROP TABLE responses")  # the file breaks under a running backend
+    [res] = backend.call_batch([_req("live", "b")])
+    assert res.ok and res.text.startswith("live|b|")
+    m = backend.metrics()
+    assert m["cache_read_errors"] == 1.0 and m["cache_write_errors"] == 1.0
+    backend.close()
+
+
+def test_unusable_cache_paths_are_clear_config_errors(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.sqlite"
+    garbage.write_bytes(b"this is not a database, just text " * 100)
+    with pytest.raises(InvalidConfig, match=r"garbage\.sqlite' cannot hold the cache .*file is not a database"):
+        ResponseCache(garbage)
+    with pytest.raises(InvalidConfig, match=r"cannot hold the cache \(a directory"):
+        ResponseCache(tmp_path)
+    with pytest.raises(InvalidConfig, match=r"'/proc/recal-gym-cache\.sqlite' cannot hold the cache"):
+        ResponseCache("/proc/recal-gym-cache.sqlite")  # a read-only file system
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InvalidConfig, match=r"file/c\.sqlite' cannot hold the cache"):
+        ResponseCache(tmp_path / "file" / "c.sqlite")  # the parent is a file
+    with pytest.raises(InvalidConfig, match=r"cannot hold the cache"):
+        build_pool(None, PoolOptions(cache_path=str(garbage)))
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
+def test_a_read_only_cache_file_is_a_clear_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "ro.sqlite"
+    ResponseCache(path).close()
+    for p in tmp_path.iterdir():
+        p.chmod(0o444)
+    tmp_path.chmod(0o555)
+    try:
+        with pytest.raises(InvalidConfig, match=r"ro\.sqlite' cannot hold the cache"):
+            ResponseCache(path)
+    finally:
+        tmp_path.chmod(0o755)
+
+
+def test_latency_is_stored_and_replayed_by_hits(tmp_path: Path) -> None:
+    timed = CallResult(ok=True, text="Paris", completion_tokens=3, latency_s=0.25)
+    inner = _Fixed(timed)
+    backend = CachedBackend(inner, ResponseCache(tmp_path / "c.sqlite"), [LIVE])
+    [live] = backend.call_batch([_req("live", "q")])
+    [hit, dup] = backend.call_batch([_req("live", "q"), _req("live", "q")])
+    assert live.latency_s == hit.latency_s == dup.latency_s == 0.25 and hit.cached and len(inner.seen) == 1
+    backend.close()
+
+
+def test_a_cache_file_from_before_latencies_gains_the_column(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "CREATE TABLE responses (key TEXT PRIMARY KEY, model_id TEXT NOT NULL, text TEXT NOT NULL, "
+        "prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL) WITHOUT ROWID"
+    )
+    conn.execute("INSERT INTO responses VALUES (?, 'm-1', 'old reply', 1, 2)", (cache_key(LIVE, "q"),))
+    conn.commit()
+    conn.close()
+    cache = ResponseCache(path)
+    old = cache.get(cache_key(LIVE, "q"))
+    assert old is not None and old.text == "old reply" and old.latency_s is None
+    cache.put("k2", CachedResponse(model_id="m-1", text="new", prompt_tokens=1, completion_tokens=1, latency_s=1.5))
+    assert cache.get("k2").latency_s == 1.5  # type: ignore[union-attr]
+    cache.close()
+    ResponseCache(path).close()  # reopening an upgraded file is a no-op

@@ -265,11 +265,44 @@ def test_load_router_r1_parquet_malformed(tmp_path: Path) -> None:
     )
     with pytest.raises(InvalidData, match="duplicate question id 'nq/3'"):
         load_router_r1_parquet(dup)
-    no_label = _router_r1_record("nq", 0, "x", ["a"])
-    no_label["prompt"] = [{"role": "user", "content": "no label here"}]
-    path = _write_parquet(tmp_path / "nolabel.parquet", [no_label])
-    with pytest.raises(InvalidData, match="field 'prompt'"):
+    empty_turn = _router_r1_record("nq", 0, "x", ["a"])
+    empty_turn["prompt"] = [{"role": "user", "content": "   "}]
+    path = _write_parquet(tmp_path / "emptyturn.parquet", [empty_turn])
+    with pytest.raises(InvalidData, match=r"emptyturn\.parquet, row 1: field 'prompt' must be a string or a chat list"):
         load_router_r1_parquet(path)
+    no_user = _router_r1_record("nq", 0, "x", ["a"])
+    no_user["prompt"] = [{"role": "system", "content": "Question: hidden"}]
+    path = _write_parquet(tmp_path / "nouser.parquet", [no_user])
+    with pytest.raises(InvalidData, match=r"nouser\.parquet, row 1: field 'prompt'"):
+        load_router_r1_parquet(path)
+
+
+def test_router_r1_parquet_with_a_bare_question_prompt_uses_the_whole_user_turn(tmp_path: Path) -> None:
+    bare = _router_r1_record("nq", 0, "x", ["Paris"])
+    bare["prompt"] = [{"role": "user", "content": "  What is the capital of France  "}]
+    plain = _router_r1_record("nq", 1, "x", ["Austen"])
+    plain["prompt"] = "Who wrote Emma?"  # a string column instead of a chat list
+    labelled = _router_r1_record("nq", 2, "Who wrote Hamlet?", ["Shakespeare"])
+    rows = load_router_r1_parquet(_write_parquet(tmp_path / "bare.parquet", [bare, labelled]))
+    assert [r.question for r in rows] == ["What is the capital of France?", "Who wrote Hamlet?"]
+    rows = load_router_r1_parquet(_write_parquet(tmp_path / "plain.parquet", [plain]))
+    assert rows[0].question == "Who wrote Emma?"
+
+
+def test_bad_parquet_files_name_the_file(tmp_path: Path) -> None:
+    pytest.importorskip("pyarrow")
+    garbage = tmp_path / "garbage.parquet"
+    garbage.write_bytes(b"PAR1 not really" * 10)
+    with pytest.raises(InvalidData, match=r"garbage\.parquet: not a readable Parquet file"):
+        load_router_r1_parquet(garbage)
+    with pytest.raises(FileNotFoundError, match=r"absent\.parquet' does not exist"):
+        load_router_r1_parquet(tmp_path / "absent.parquet")
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    empty = tmp_path / "empty.parquet"
+    pq.write_table(pa.table({"prompt": pa.array([], pa.string())}), empty)
+    with pytest.raises(InvalidData, match=r"empty\.parquet: no rows"):
+        load_router_r1_parquet(empty)
 
 
 # ------------------------------------------------------------------ HF datasets
@@ -442,3 +475,73 @@ def test_embedded_files_regenerate_byte_identically(tmp_path: Path) -> None:
     assert produced == shipped
     for name in produced:
         assert (tmp_path / name).read_bytes() == EMBEDDED.joinpath(name).read_bytes(), name
+
+
+# ------------------------------------------------------------------ hostile JSONL files (issue #12 item 8)
+
+_GOOD = {"question": "Who wrote Emma?", "golden_answers": ["Jane Austen"]}
+
+
+def _jsonl(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("sep", ["\u2028", "\u2029", "\x85", "\x1c", "\x0b"])
+def test_exotic_line_separators_inside_strings_are_data_not_line_ends(tmp_path: Path, sep: str) -> None:
+    odd = {"question": f"Who wrote{sep}Emma?", "golden_answers": [f"Jane{sep}Austen"], "id": "odd"}
+    path = tmp_path / "t.jsonl"
+    path.write_text(json.dumps(odd, ensure_ascii=False) + "\n" + json.dumps({"id": "bad"}) + "\n", encoding="utf-8")
+    with pytest.raises(InvalidData, match=r"t\.jsonl, row 2: field 'question' is missing"):
+        load_jsonl(path)  # row numbers are not shifted by the separator in row 1
+    path.write_text(json.dumps(odd, ensure_ascii=False) + "\n", encoding="utf-8")
+    [row] = load_jsonl(path)
+    assert row.golden_answers == (f"Jane{sep}Austen",)
+
+
+def test_crlf_line_ends_and_a_bom_load(tmp_path: Path) -> None:
+    path = tmp_path / "crlf.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + (json.dumps(_GOOD) + "\r\n").encode() * 1 + b"\r\n")
+    [row] = load_jsonl(path)
+    assert row.question == "Who wrote Emma?"
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        (b"", r"empty\.jsonl: no rows \(the file is empty or blank\)"),
+        (b"\n   \n\t\n", r"empty\.jsonl: no rows"),
+        (json.dumps(_GOOD).encode() + b"\n" + b"[" * 100_000 + b"\n", r"empty\.jsonl, row 2: JSON nested too deeply"),
+        (
+            json.dumps(_GOOD).encode() + b'\n{"question": "caf\xe9?"}\n',
+            r"row 2: not UTF-8 text \(byte offset 84: b.\\xe9",
+        ),
+        (b'{"question": 1' + b"0" * 5000 + b"}\n", r"row 1: not valid JSON \(Exceeds the limit"),
+        (
+            b'{"question": "x", "golden_answers": ["\\ud800"]}\n',
+            r"row 1: field 'golden_answers' holds a lone surrogate",
+        ),
+        (b'{"question": "a \\udfff b", "golden_answers": ["x"]}\n', r"row 1: field 'question' .*lone surrogate"),
+        (
+            b'{"question": "q", "golden_answers": ["x"], "data_source": "\\ud800"}\n',
+            r"field 'data_source' holds a lone",
+        ),
+        (b"[" + b"1," * 10_000 + b"1]\n", r"row 1: expected a JSON object, got \[1, 1, 1.{0,70} \.\.\.\)$"),
+    ],
+)
+def test_bad_jsonl_files_name_file_row_and_problem(tmp_path: Path, content: bytes, match: str) -> None:
+    path = tmp_path / "empty.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(InvalidData, match=match):
+        load_jsonl(path)
+
+
+def test_an_empty_file_through_gym_make_is_the_loader_error(tmp_path: Path) -> None:
+    import gymnasium as gym
+
+    import recal_gym  # noqa: F401
+
+    path = tmp_path / "blank.jsonl"
+    path.write_text("\n\n")
+    with pytest.raises(InvalidData, match=r"blank\.jsonl: no rows"):
+        gym.make("RouterQA-v0", dataset=str(path))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import socket
 import struct
 import threading
@@ -22,7 +23,13 @@ import pytest
 
 from recal_gym.errors import BackendError, InvalidConfig, UnknownModel
 from recal_gym.pools import build_pool
-from recal_gym.pools.openai import RETRYABLE_ERRORS, OpenAIBackend, chat_request_body, failure_bound_s
+from recal_gym.pools.openai import (
+    RETRYABLE_ERRORS,
+    OpenAIBackend,
+    chat_request_body,
+    completion_token_bound,
+    failure_bound_s,
+)
 from recal_gym.pools.options import PoolOptions
 from recal_gym.pools.spec import PoolModel, PoolSpec
 from recal_gym.prompt import render_candidate_prompt
@@ -54,6 +61,28 @@ def _completion(text: str, *, usage: bool = True) -> bytes:
     if usage:
         payload["usage"] = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
     return json.dumps(payload).encode()
+
+
+def _usage_body(usage: str) -> bytes:
+    head = b'{"choices": [{"message": {"role": "assistant", "content": "Paris"}}], "usage": '
+    return head + usage.encode() + b"}"
+
+
+_ODD_BODIES: dict[str, bytes] = {
+    "deepjson": b"[" * 200_000,
+    "deepobject": b'{"choices": ' + b'{"a": ' * 50_000 + b"1" + b"}" * 50_000 + b"}",
+    "bigusage": _usage_body('{"completion_tokens": ' + "9" * 401 + "}"),
+    "floatusage": _usage_body('{"completion_tokens": 1e30}'),
+    "negusage": _usage_body('{"completion_tokens": -1}'),
+    "strusage": _usage_body('{"completion_tokens": "7"}'),
+    "boolusage": _usage_body('{"completion_tokens": true}'),
+    "overusage": _usage_body('{"completion_tokens": 1041}'),  # 2 * 512 + 17
+    "badprompt": _usage_body('{"completion_tokens": 7, "prompt_tokens": 1e400}'),
+    "edgeusage": _usage_body('{"completion_tokens": 1040}'),  # exactly the bound for max_tokens=512
+    "surrogate": b'{"choices": [{"message": {"content": "Paris \\ud800 is it"}}], "usage": {"completion_tokens": 3}}',
+    "notutf8": b'{"choices": [{"message": {"content": "\xff\xfe"}}]}',
+}
+"""200 bodies the client must survive: too deep to decode, out-of-range usage, lone surrogates, bad bytes."""
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -135,6 +164,26 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, b'{"choices": [{"message": {"content": null}}]}')
         elif kind == "nousage":
             self._send(200, _completion("Paris is the capital.", usage=False))
+        elif kind in _ODD_BODIES:
+            self._send(200, _ODD_BODIES[kind])
+        elif kind == "huge":  # a valid completion far over the client's byte cap
+            self._send(200, _completion("w" * 3_000_000))
+        elif kind == "declaredhuge":  # announces 1 GB, sends a few bytes, then hangs up
+            self.send_response(200)
+            self.send_header("Content-Length", str(10**9))
+            self.end_headers()
+            self.wfile.write(b'{"choices": ')
+            self.close_connection = True
+        elif kind == "chunkedhuge":  # no Content-Length: chunked, endless
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            chunk = b"x" * 65536
+            for _ in range(200):
+                if state.release.is_set():
+                    return
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            self.wfile.write(b"0\r\n\r\n")
         else:
             self._send(400, b'{"error": "unknown test model"}')
 
@@ -200,6 +249,10 @@ def _req(model_id: str, query: str = "capital of France?") -> CallRequest:
 
 
 @pytest.mark.timeout(20)
+def m_latency(backend: OpenAIBackend) -> float:
+    return backend.metrics()["latency_s_sum"]
+
+
 def test_success_reads_usage_and_sends_protocol_body(server: _Server, api_key: str) -> None:
     model = _model(server, "ok", temperature=0.1, seed=7, max_tokens=64, api_key_env=api_key)
     backend = OpenAIBackend([model], OPTS)
@@ -209,6 +262,7 @@ def test_success_reads_usage_and_sends_protocol_body(server: _Server, api_key: s
         backend.close()
     assert res.ok and res.error == "" and res.attempts == 1 and not res.cached
     assert (res.completion_tokens, res.prompt_tokens) == (7, 11)
+    assert res.latency_s is not None and 0.0 < res.latency_s <= m_latency(backend)  # the measured attempt
     assert res.text.startswith("echo 1:")
     [body] = server.state.bodies
     assert body["messages"] == [{"role": "user", "content": render_candidate_prompt("capital of France?")}]
@@ -531,5 +585,73 @@ def test_env_episode_survives_a_misbehaving_server(server: _Server) -> None:
         assert outcomes == ["call_failed", "executed"]
         metrics = env.unwrapped.pool.metrics()
         assert metrics["pool/openai/failed/http_5xx"] == 1.0 and metrics["pool/openai/errors/http_5xx"] == 2.0
+    finally:
+        env.close()
+
+
+# ---------------------------------------------------------------------------- hostile bodies (issue #12)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(
+    ("model_id", "error"),
+    [
+        ("deepjson", "malformed"),
+        ("deepobject", "malformed"),
+        ("notutf8", "malformed"),
+        ("bigusage", "bad_usage"),
+        ("floatusage", "bad_usage"),
+        ("negusage", "bad_usage"),
+        ("strusage", "bad_usage"),
+        ("boolusage", "bad_usage"),
+        ("overusage", "bad_usage"),
+        ("badprompt", "bad_usage"),
+        ("huge", "too_large"),
+        ("declaredhuge", "too_large"),
+        ("chunkedhuge", "too_large"),
+    ],
+)
+def test_hostile_bodies_are_failed_calls_never_exceptions(server: _Server, model_id: str, error: str) -> None:
+    backend = _backend(server, model_id, options=PoolOptions(timeout_s=5.0, max_retries=2, max_response_bytes=2**20))
+    try:
+        [res] = backend.call_batch([_req(model_id)])
+    finally:
+        backend.close()
+    assert not res.ok and res.error == error and res.attempts == 1 and res.text == ""
+    m = backend.metrics()
+    assert m[f"failed/{error}"] == 1.0 and m["cost_micro_usd"] == 0.0 and m["retries"] == 0.0
+
+
+@pytest.mark.timeout(20)
+def test_usage_at_the_bound_and_lone_surrogates_are_accepted(server: _Server) -> None:
+    backend = _backend(server, "edgeusage", "surrogate")
+    try:
+        edge, sur = backend.call_batch([_req("edgeusage"), _req("surrogate")])
+    finally:
+        backend.close()
+    assert completion_token_bound(512) == 1040
+    assert edge.ok and edge.completion_tokens == 1040
+    assert sur.ok and sur.text == "Paris \ud800 is it" and sur.completion_tokens == 3
+
+
+@pytest.mark.timeout(60)
+def test_env_steps_through_every_hostile_body(server: _Server) -> None:
+    import gymnasium as gym
+
+    import recal_gym  # noqa: F401
+
+    kinds = [*_ODD_BODIES, "huge", "declaredhuge", "chunkedhuge"]
+    spec = PoolSpec(name="hostile", models=tuple(_model(server, k, name=f"m{i}") for i, k in enumerate(kinds)))
+    opts = PoolOptions(timeout_s=5.0, max_retries=0, max_response_bytes=2**20)
+    env = gym.make("RouterQA-v0", dataset=[ROW], pool=spec, pool_options=opts, max_routed_turns=len(kinds)).unwrapped
+    try:
+        env.reset(seed=0)
+        for i, kind in enumerate(kinds):
+            obs, reward, term, trunc, info = env.step(f"<search> m{i}: capital of France? </search>")
+            ok = kind in ("edgeusage", "surrogate")
+            assert info["route_outcome"] == ("executed" if ok else "call_failed"), kind
+            assert "\ud800" not in obs and math.isfinite(info["raw_cost"])
+        obs, reward, term, trunc, info = env.step("<answer> Paris </answer>")
+        assert term and math.isfinite(reward)
     finally:
         env.close()

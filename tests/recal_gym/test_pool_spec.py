@@ -160,3 +160,100 @@ def test_unknown_backend_name() -> None:
         from recal_gym.pools.base import _load_factory
 
         _load_factory("nope")
+
+
+# ---------------------------------------------------------------------------- hostile pool files (issue #12 item 9)
+
+
+@pytest.mark.parametrize(
+    ("patch", "match"),
+    [
+        ({"max_tokens": "many"}, r"pool model 'Tiny': field 'max_tokens' must be an integer, got 'many'"),
+        ({"max_tokens": 2.5}, r"field 'max_tokens' must be an integer, got 2\.5"),
+        ({"max_tokens": 10**12}, r"field 'max_tokens' must be an integer in \[1, 10000000\]"),
+        ({"temperature": [1]}, r"pool model 'Tiny': field 'temperature' must be a finite number, got \[1\]"),
+        ({"temperature": "hot"}, r"field 'temperature' must be a finite number, got 'hot'"),
+        ({"top_p": 0}, r"field 'top_p' must be a number in \(0, 1\]"),
+        ({"seed": "42"}, r"field 'seed' must be an integer, got '42'"),
+        ({"seed": True}, r"field 'seed' must be an integer, got True"),
+        ({"listed": "false"}, r"field 'listed' must be true or false, got 'false'"),
+        ({"aliases": "qwen"}, r"field 'aliases' must be a list of strings, got 'qwen'"),
+        ({"aliases": [1]}, r"field 'aliases' must be a list of strings"),
+        ({"model_id": 7}, r"field 'model_id' must be a string, got 7"),
+        ({"base_url": ["x"]}, r"field 'base_url' must be a string"),
+        ({"price_per_1m_output": "cheap"}, r"field 'price_per_1m_output' must be a finite number, got 'cheap'"),
+        ({"price_per_1m_output": True}, r"field 'price_per_1m_output' must be a finite number, got True"),
+        ({"price_per_1m_output": 10**401}, r"field 'price_per_1m_output' must be a finite number, got 1000"),
+        ({"profile_em": {"nq": 10**401}}, r"field 'profile_em' must map datasets to numbers"),
+        ({"profile_em": [0.1]}, r"field 'profile_em' must map datasets to numbers"),
+        ({"profile_em": {"nq": "high"}}, r"field 'profile_em' must map datasets to numbers"),
+        ({"mean_tokens": {"nq": float("inf")}}, r"field 'mean_tokens' must map datasets to numbers"),
+        ({"single_model": {"nq": 0.3}}, r"field 'single_model' must map datasets to \{em: \.\.\.\}"),
+        ({"name": 5}, r"pool model 'models\[0\]': field 'name' must be a string, got 5"),
+        ({"descriptor": "x" * 500, "max_tokens": "y" * 500}, r"got 'yyyy.{0,70} \.\.\.\)$"),
+    ],
+)
+def test_every_entry_field_is_type_checked_with_model_and_field(patch: dict, match: str) -> None:
+    with pytest.raises(InvalidConfig, match=match):
+        PoolSpec.from_dict({"models": [{**ENTRY, **patch}]})
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        ({"models": []}, r"field 'models' must be a non-empty list"),
+        ({"models": {"a": ENTRY}}, r"field 'models' must be a non-empty list"),
+        ({"models": [5]}, r"models\[0\]: a pool model entry must be a mapping, got 5"),
+        ({"models": [ENTRY], "defaults": [1]}, r"field 'defaults' must be a mapping"),
+        ({"models": [ENTRY], "alias_rules": {"a": 1}}, r"field 'alias_rules' must be a list"),
+        ({"models": [ENTRY], "alias_rules": [{"keywords": "qwen"}]}, r"'keywords' must be a non-empty list of strings"),
+        ({"models": [ENTRY], "alias_rules": [{"keywords": ["q"], "model": 3}]}, r"'model' must be a model name"),
+        ({"models": [ENTRY], "dataset_profile_map": ["nq"]}, r"field 'dataset_profile_map' must map"),
+        ({"models": [ENTRY], "name": ["p"]}, r"field 'name' must be a string"),
+        ({"model": [ENTRY]}, r"must be a mapping with a 'models' list"),
+        ({"models": [ENTRY], "defualts": {}}, r"unknown top-level field\(s\) \['defualts'\].*Did you mean 'defaults'"),
+    ],
+)
+def test_pool_level_fields_are_type_checked(data: dict, match: str) -> None:
+    with pytest.raises(InvalidConfig, match=match):
+        PoolSpec.from_dict(data)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "match"),
+    [
+        ("p.yaml", b"models:\n  - name: a\n    descriptor: [unclosed\n", r"p\.yaml: line 4, column 1: not valid YAML"),
+        ("p.yaml", b"models: [\n", r"p\.yaml: line 2, column 1: not valid YAML"),
+        ("p.json", b'{"models": [\n  {"name": }]}', r"p\.json: line 2, column 12: not valid JSON"),
+        ("p.json", b"[" * 100_000, r"p\.json: not valid JSON \(RecursionError"),
+        ("p.yaml", b"name: caf\xe9\n", r"p\.yaml: not UTF-8 text \(byte offset 9\)"),
+        ("p.yaml", b"", r"p\.yaml: a pool file must be a mapping with a 'models' list, got None"),
+        ("p.yaml", b"models:\n  - name: Tiny\n    descriptor: d\n    price_per_1m_output: 1\n    max_tokens: many\n",
+         r"p\.yaml: pool model 'Tiny': field 'max_tokens' must be an integer, got 'many'"),
+    ],
+)  # fmt: skip
+def test_pool_file_errors_name_the_file_and_line_or_field(
+    tmp_path: Path, name: str, content: bytes, match: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(InvalidConfig, match=match):
+        load_pool_spec(path)
+    with pytest.raises(InvalidConfig, match=match):
+        build_pool(str(path))
+
+
+def test_a_missing_pool_file_names_the_path(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"pool file '.*missing\.yaml' does not exist"):
+        load_pool_spec(tmp_path / "missing.yaml")
+    (tmp_path / "dir.yaml").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"dir\.yaml' does not exist \(or is not a file\)"):
+        load_pool_spec(tmp_path / "dir.yaml")
+
+
+def test_yaml_integers_and_nulls_still_load(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("models:\n  - {name: T, descriptor: d, price_per_1m_output: 1, temperature: 0, model_id: null}\n")
+    model = load_pool_spec(path).models[0]
+    assert (model.price_per_1m_output, model.temperature, model.model_id) == (1.0, 0.0, "")
+    assert isinstance(model.temperature, float)

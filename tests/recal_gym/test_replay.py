@@ -201,27 +201,30 @@ def _row(**kw: object) -> ReplayRow:
     return ReplayRow(**(base | kw))
 
 
-def test_exact_query_row_first_then_the_question_row_then_missing() -> None:
+def test_recorded_queries_match_after_normalisation_and_others_fail_as_unrecorded() -> None:
     rows = [_row(), _row(query="sub-query", text="query-level"), _row(text="newer question-level")]
     backend = ReplayBackend(LIVE_SPEC.models, {"alpha": rows, "beta": rows})
     got = backend.call_batch(
         [
             CallRequest(model="alpha", query="sub-query", question=ROWS[0]),
+            CallRequest(model="alpha", query="  WHO wrote   book number 0  ", question=ROWS[0]),
             CallRequest(model="alpha", query="anything else", question=ROWS[0]),
             CallRequest(model="alpha", query="sub-query", question=ROWS[2]),
             CallRequest(model="beta", query="sub-query", question=ROWS[0]),
         ]
     )
     assert [r.text for r in got[:2]] == ["query-level", "newer question-level"]
-    assert got[2] == CallResult(ok=False, error="replay_missing", attempts=0) == got[3]
-    assert backend.metrics()["missing"] == 2.0
+    assert got[2] == CallResult(ok=False, error="unrecorded", attempts=0)
+    assert got[3] == CallResult(ok=False, error="replay_missing", attempts=0) == got[4]
+    m = backend.metrics()
+    assert (m["missing"], m["unrecorded"], m["calls_failed"], m["calls_ok"]) == (2.0, 1.0, 3.0, 2.0)
     with pytest.raises(UnknownModel, match="does not serve model 'alpah'"):
         backend.call_batch([CallRequest(model="alpah", query="q", question=ROWS[0])])
 
 
 def test_rows_may_name_models_by_model_id() -> None:
     backend = ReplayBackend(LIVE_SPEC.models, {"alpha": [_row(model="id-alpha")]})
-    [res] = backend.call_batch([CallRequest(model="alpha", query="x", question=ROWS[0])])
+    [res] = backend.call_batch([CallRequest(model="alpha", query=ROWS[0].question, question=ROWS[0])])
     assert res.ok and res.text == "question-level"
 
 
@@ -243,7 +246,7 @@ def test_bad_tables_and_configs_raise(tmp_path: Path) -> None:
         load_replay_table(tmp_path / "absent.jsonl")
     with pytest.raises(InvalidConfig, match="needs a replay_path"):
         build_pool(LIVE_SPEC.with_backend("replay"))
-    with pytest.raises(InvalidConfig, match="batch_size must be >= 1, got 0"):
+    with pytest.raises(InvalidConfig, match="batch_size must be an int >= 1, got 0"):
         record_table(Pool(LIVE_SPEC, {"openai": _Flaky()}), ROWS, tmp_path / "t.jsonl", batch_size=0)
 
 
@@ -273,3 +276,91 @@ def test_env_episodes_on_the_replay_table_match_the_recording_pool(tmp_path: Pat
     replayed = run(default_pool_spec().with_backend("replay", replay_path=str(path)))
     assert replayed == live
     assert any(s[4]["route_outcome"] == "executed" and s[4]["call_cost"] > 0 for s in live)
+
+
+# ---------------------------------------------------------------------------- unrecorded queries (issue #12 item 13)
+
+
+def test_nearest_mode_answers_with_the_most_similar_recorded_query() -> None:
+    rows = [_row(), _row(query="Which publisher printed book number 0?", text="publisher-level")]
+    backend = ReplayBackend(LIVE_SPEC.models, {"alpha": rows}, unrecorded="nearest")
+    got = backend.call_batch(
+        [
+            CallRequest(model="alpha", query="author of book number 0", question=ROWS[0]),
+            CallRequest(model="alpha", query="publisher printed it", question=ROWS[0]),
+            CallRequest(model="alpha", query="zebra", question=ROWS[0]),  # shares no content word
+        ]
+    )
+    assert [r.text for r in got[:2]] == ["question-level", "publisher-level"]
+    assert got[2] == CallResult(ok=False, error="unrecorded", attempts=0)
+    assert (backend.metrics()["nearest"], backend.metrics()["unrecorded"]) == (2.0, 1.0)
+    with pytest.raises(InvalidConfig, match="unrecorded must be 'fail' or 'nearest', got 'closest'"):
+        ReplayBackend(LIVE_SPEC.models, {}, unrecorded="closest")  # type: ignore[arg-type]
+
+
+def test_env_flags_an_unrecorded_query_and_nearest_is_opt_in(tmp_path: Path) -> None:
+    import gymnasium as gym
+
+    import recal_gym  # noqa: F401 - registers RouterQA-v0
+    from recal_gym.pools.options import PoolOptions
+
+    path = tmp_path / "t.jsonl"
+    record_table(_sim_pool(), ROWS[:2], path)
+    spec = default_pool_spec().with_backend("replay", replay_path=str(path))
+    name = spec.names[0]
+    infos = {}
+    for mode in ("fail", "nearest"):
+        env = gym.make("RouterQA-v0", dataset=ROWS, pool=spec, pool_options=PoolOptions(replay_unrecorded=mode))
+        env.reset(options={"question_id": ROWS[0].question_id})
+        infos[mode] = [
+            env.step(f"<search> {name}: {q} </search>")[:5]
+            for q in ("who wrote book number 0", "the writer of book number 0", "weather in Paris")
+        ]
+        env.close()
+    exact, paraphrase, unrelated = (i[4] for i in infos["fail"])
+    assert exact["route_outcome"] == "executed" and exact["call_error"] == ""
+    for info, obs in ((paraphrase, infos["fail"][1][0]), (unrelated, infos["fail"][2][0])):
+        assert info["route_outcome"] == "call_failed" and info["call_error"] == "unrecorded"
+        assert obs == "\n\n<information>None</information>\n\n" and info["call_cost"] == 0.0
+    near = infos["nearest"]
+    assert near[1][4]["route_outcome"] == "executed" and near[1][0] == infos["fail"][0][0]
+    assert near[2][4]["call_error"] == "unrecorded"
+
+
+def test_replies_with_lone_surrogates_record_and_replay_exactly(tmp_path: Path) -> None:
+    class _Odd(_Flaky):
+        def call_batch(self, requests: Sequence[CallRequest]) -> list[CallResult]:
+            return [CallResult(ok=True, text=f"{r.model} \ud800 é", completion_tokens=2) for r in requests]
+
+    path = tmp_path / "odd.jsonl"
+    record_table(Pool(LIVE_SPEC, {"openai": _Odd()}), ROWS[:1], path)
+    assert [r.text for r in load_replay_table(path)] == ["alpha \ud800 é", "beta \ud800 é"]
+    path.read_bytes().decode("utf-8")  # the file itself is valid UTF-8
+
+
+@pytest.mark.parametrize("out", ["t.csv", "t.json", "t"])
+def test_record_refuses_an_output_that_is_not_a_table(tmp_path: Path, out: str) -> None:
+    with pytest.raises(InvalidConfig, match=r"must end in one of \['.jsonl', '.parquet', '.pq'\]"):
+        record_table(Pool(LIVE_SPEC, {"openai": _Flaky()}), ROWS, tmp_path / out)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("line", "match"),
+    [
+        (b"[" * 100_000 + b"\n", r"odd\.jsonl:1: JSON nested too deeply"),
+        (b'{"question_id": "q\xff"}\n', r"odd\.jsonl:1: not UTF-8 text"),
+        (b"[1, 2]\n", r"odd\.jsonl:1: expected a JSON object, got list"),
+        (
+            json.dumps(_row(completion_tokens=10**30).to_dict()).encode() + b"\n",
+            r"column 'completion_tokens' must be in",
+        ),
+        (json.dumps(_row(cost=1e400).to_dict()).encode() + b"\n", r"cost and latency_s must be finite"),
+        (b'{"question_id": "q", "model": "m", "text": "t", "completion_tokens": 1e400}\n', r"malformed value"),
+    ],
+)
+def test_hostile_table_lines_name_file_and_line(tmp_path: Path, line: bytes, match: str) -> None:
+    path = tmp_path / "odd.jsonl"
+    path.write_bytes(line)
+    with pytest.raises(InvalidData, match=match):
+        load_replay_table(path)

@@ -13,7 +13,8 @@ from stable_baselines3.common.logger import KVWriter, Logger
 from agents.adapters.sb3 import DISCRETE_ENV_ID, EpisodeMetrics, RouterMetricsCallback, make_router_vec_env
 from envs.calibration_wrapper import CalibrationConfig
 from envs.discrete import RouterQADiscreteEnv
-from recal_gym.types import COMPONENTS
+from recal_gym.rewards import BUILTIN_COMPONENTS as COMPONENTS
+from recal_gym.rewards import make_spec
 
 
 @pytest.fixture(autouse=True)
@@ -48,7 +49,7 @@ def _info(source: str, em: float, answer: float, cost: float, calls: dict[str, f
     return {
         "scored": True,
         "reward_components": comps,
-        "reward_weights": {"format": 1.0, "answer": 1.0, "info": 0.1, "route": 0.1, "balance": 0.1, "cost": 0.1},
+        "reward_weights": make_spec("recal").weights_dict(),
         "em": em,
         "f1": em,
         "format_ok": True,
@@ -140,3 +141,42 @@ def test_ppo_beats_a_uniform_random_router(seed: int) -> None:
     rng = np.random.default_rng(seed)
     uniform = _mean_reward(lambda o, e: int(rng.integers(e.action_space.n)), eval_seeds)
     assert ppo > uniform + 0.2, (ppo, uniform)
+
+
+def test_sb3s_own_make_vec_env_builds_the_discrete_env_like_any_gymnasium_env() -> None:
+    """SB3 asks every env for render_mode="rgb_array"; the metadata lists it, so nothing warns or crashes."""
+    import warnings
+
+    from stable_baselines3.common.env_util import make_vec_env
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        venv = make_vec_env("RouterQADiscrete-v0", n_envs=2, seed=0)
+    obs = venv.reset()
+    assert obs.shape == (2, *venv.observation_space.shape)
+    obs, rewards, dones, infos = venv.step(np.array([0, 0]))
+    assert rewards.dtype == np.float32 and not dones.any()
+    frames = venv.get_images()
+    assert len(frames) == 2 and all(f.ndim == 3 and f.shape[2] == 3 and f.dtype == np.uint8 for f in frames)
+    venv.close()
+
+
+def test_make_router_vec_env_needs_no_render_mode_workaround() -> None:
+    venv = make_router_vec_env(1, seed=0)
+    assert venv.get_attr("render_mode") == ["rgb_array"]  # SB3's default, now a supported mode
+    venv.close()
+
+
+def test_without_sb3_the_adapter_says_which_extra_to_install() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['stable_baselines3'] = None\n"
+        "try:\n    import agents.adapters.sb3\nexcept ImportError as exc:\n    print(type(exc).__name__, exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == (
+        "MissingDependency the stable-baselines3 adapter (agents.adapters.sb3) needs stable-baselines3, "
+        'which is not installed — pip install "recal-gym[sb3]"'
+    )

@@ -17,11 +17,18 @@ import pytest
 import torch
 
 from agents.adapters.trl import build_reward_batch
-from agents.adapters.verl import COMPONENT_KEYS, VerlRecalEstimator, recal_kwargs_from_batch, register_recal_with_verl
+from agents.adapters.verl import (
+    COMPONENT_KEYS,
+    VerlRecalEstimator,
+    install_compute_advantage_hook,
+    recal_kwargs_from_batch,
+    register_recal_with_verl,
+    setup_recal,
+)
 from agents.grpo.advantages import make_estimator
 from agents.grpo.calibration import CalibrationState
 from recal_gym.errors import InvalidData
-from recal_gym.rewards.spec import make_spec
+from recal_gym.rewards import make_spec
 
 
 class StandInRegistry:
@@ -55,7 +62,7 @@ def registry() -> Iterator[StandInRegistry]:
 def _batch(bs: int, length: int, seed: int) -> SimpleNamespace:
     rng = np.random.default_rng(seed)
     uid = np.array([f"q{i % (bs // 4)}" for i in rng.permutation(bs)], dtype=object)  # groups interleaved
-    comps = rng.random((bs, 6))
+    comps = rng.random((bs, len(COMPONENT_KEYS)))
     comps[:, 0] = np.where(rng.random(bs) < 0.25, -1.0, 0.0)
     comps[:, 1] = (rng.random(bs) < 0.5).astype(float)
     source = np.array(["nq" if u in ("q0", "q1") else "hotpotqa" for u in uid], dtype=object)
@@ -136,3 +143,41 @@ def test_missing_inputs_raise() -> None:
 def test_without_verl_registration_names_the_install() -> None:
     with pytest.raises(ImportError, match="pip install verl"):
         register_recal_with_verl()
+
+
+def test_non_tensor_batch_keyword_equals_the_explicit_kwargs() -> None:
+    """The non_tensor_batch keyword (verl passes it to gdpo; PR #7473 to any estimator) gives the same advantages."""
+    data = _batch(16, 5, 3)
+    uid = data.non_tensor_batch["uid"]
+    explicit, _ = VerlRecalEstimator()(data.rewards, data.mask, uid, **recal_kwargs_from_batch(data))
+    implicit, _ = VerlRecalEstimator()(data.rewards, data.mask, uid, non_tensor_batch=data.non_tensor_batch)
+    torch.testing.assert_close(implicit, explicit, rtol=0, atol=0)
+    with pytest.raises(InvalidData, match="needs index"):
+        VerlRecalEstimator()(data.rewards, data.mask, None, non_tensor_batch=data.non_tensor_batch)
+    with pytest.raises(InvalidData, match=r"data_source \(8,\).*index \(16,\)"):
+        VerlRecalEstimator()(data.rewards, data.mask, uid, reward_components=data.comps, data_source=["a"] * 8)
+
+
+def test_the_hook_wraps_compute_advantage_only_for_its_estimator() -> None:
+    calls: list[tuple[str, Any]] = []
+
+    def compute_advantage(data: Any, adv_estimator: Any, **kwargs: Any) -> str:
+        calls.append((str(adv_estimator), fn.pending))
+        return "done"
+
+    fn = VerlRecalEstimator()
+    module = SimpleNamespace(compute_advantage=compute_advantage)
+    original = install_compute_advantage_hook(fn, module)
+    data = _batch(8, 3, 1)
+    assert module.compute_advantage(data, "grpo", gamma=1.0) == "done" and calls[-1] == ("grpo", None)
+    module.compute_advantage(data, SimpleNamespace(value="recal"))  # verl's AdvantageEstimator enum member
+    assert calls[-1][1] is not None and set(calls[-1][1]) == {"reward_components", "data_source"}
+    assert original is compute_advantage and module.compute_advantage.__wrapped__ is compute_advantage
+
+
+@pytest.mark.skipif(importlib.util.find_spec("verl") is not None, reason="verl is installed")
+def test_setup_without_verl_names_the_install() -> None:
+    with pytest.raises(ImportError, match="pip install verl"):
+        setup_recal()
+    with pytest.raises(ImportError, match="pip install verl"):
+        install_compute_advantage_hook(VerlRecalEstimator())

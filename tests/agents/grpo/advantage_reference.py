@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from agents.grpo.advantages import AdvantageOut, RewardBatch
 from agents.grpo.estimator_config import RecalConfig
-from recal_gym.types import COMPONENTS
+from recal_gym.rewards import BUILTIN_COMPONENTS as COMPONENTS
 
 NAN = float("nan")
 EPS = 1e-6

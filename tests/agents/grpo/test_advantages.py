@@ -470,7 +470,7 @@ def test_batch_validation():
     with pytest.raises(InvalidData, match="source_names is empty"):
         make_estimator("grpo")(b._replace(source_names=()), None)
     one = make_batch([[1.0], [0.0]], group=[0, 0])
-    with pytest.raises(InvalidData, match="variance_source='answer' needs the 'answer' column"):
+    with pytest.raises(InvalidData, match="variance_source='answer' needs an 'answer' component"):
         make_estimator("recal")(one, None)
     with pytest.raises(UnknownComponent, match="'cost', but the batch holds"):
         make_estimator("recal", RecalConfig(component_weights={"cost": 1.0}))(b, None)

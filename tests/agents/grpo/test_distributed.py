@@ -35,9 +35,9 @@ def _learner(model_dir: Path, ctx: DistContext) -> Learner:
 
 def _rows(batch: RolloutBatch, rows: slice) -> RolloutBatch:
     def cut(name: str, value):
-        if name in ("source_names", "weights"):
+        if name in ("source_names", "weights", "names"):
             return value
-        return value[rows]
+        return value.select(rows) if name == "rewards" else value[rows]
 
     return RolloutBatch(**{name: cut(name, getattr(batch, name)) for name in RolloutBatch._fields})
 

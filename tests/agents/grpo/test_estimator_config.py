@@ -10,7 +10,7 @@ import pytest
 
 from agents.grpo.estimator_config import RecalConfig
 from recal_gym.errors import InvalidConfig, UnknownComponent
-from recal_gym.types import COMPONENTS
+from recal_gym.rewards import BUILTIN_COMPONENTS as COMPONENTS
 
 
 @pytest.mark.parametrize(

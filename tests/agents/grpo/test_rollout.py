@@ -16,7 +16,7 @@ from recal_gym.data import load_questions
 from recal_gym.errors import InvalidConfig
 from recal_gym.pools import build_pool
 from recal_gym.pools.options import PoolOptions
-from recal_gym.rewards.spec import make_spec
+from recal_gym.rewards import make_spec
 
 torch.set_num_threads(2)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,7 @@ from agents.models.tiny_model import (
     build_tiny_model,
     build_tiny_tokenizer,
     build_vllm_tiny_model,
+    byte_symbols,
     load_tiny_tokenizer,
 )
 from recal_gym.errors import InvalidConfig
@@ -102,6 +105,20 @@ def test_round_trip_with_tags_mixed_in(tokenizer, parts: list[str]) -> None:
     """Text mixing protocol tags and arbitrary text round-trips."""
     text = "".join(parts)
     assert tokenizer.decode(tokenizer.encode(text, add_special_tokens=False)) == text
+
+
+def test_token_ids_are_byte_values_in_every_process() -> None:
+    """Id b is byte b, whatever the process (``ByteLevel.alphabet()`` is in hash-set order per process)."""
+    code = (
+        "from agents.models.tiny_model import build_tiny_tokenizer; "
+        "print(build_tiny_tokenizer().encode('Hi é~', add_special_tokens=False))"
+    )
+    runs = {
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+        for _ in range(3)
+    }
+    assert runs == {str(list("Hi é~".encode()))}
+    assert len(set(byte_symbols())) == 256
 
 
 def test_encode_adds_no_specials(tokenizer) -> None:

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from recal_gym.errors import InvalidConfig, InvalidData
-from recal_gym.rewards.spec import BalanceConfig, CostConfig, make_spec, recal_spec
+from recal_gym.rewards import BalanceConfig, CostConfig, EpisodeView, make_spec, recal_spec
 from recal_gym.rewards.state import BalanceState, CostNormalizer, RewardState, episode_raw_cost, route_counts
 from recal_gym.types import CallRecord, EpisodeRecord, NameTable
 
@@ -259,15 +259,18 @@ def test_episode_raw_cost() -> None:
 
 def _history(state: RewardState, n: int = 6) -> RewardState:
     for i in range(n):
-        state.update(np.array([i % 2, 1, 0, i % 3]), float(i * i))
+        state.balance.update(np.array([i % 2, 1, 0, i % 3]))
+        state.cost.update(float(i * i))
     return state
 
 
 def test_reward_state_default_and_score() -> None:
     state = RewardState.default(recal_spec(), LISTED)
     assert state.listed == LISTED and not state.frozen
-    assert state.score(np.array([1, 0, 0, 0]), 10.0) == (1.0, 0.5)
-    assert state.score(np.array([1, 0, 0, 0]), None) == (1.0, 0.5)  # unknown cost: fallback
+    assert state.names == ("balance", "cost")
+    assert state.balance.score(np.array([1, 0, 0, 0])) == 1.0 and state.cost.score(10.0) == 0.5
+    unknown = _record(None)  # no calls and no raw_cost: the cost component scores its fallback
+    assert state.cost.score_episode(EpisodeView(unknown, recal_spec())) == 0.5
 
 
 def test_state_dict_round_trip_through_json() -> None:
@@ -277,9 +280,9 @@ def test_state_dict_round_trip_through_json() -> None:
     fresh.load_state_dict(d)
     assert fresh == state
     assert fresh.state_dict() == state.state_dict()
-    x = (np.array([1, 0, 2, 0]), 3.0)
-    assert fresh.score(*x) == state.score(*x)
-    with pytest.raises(InvalidData, match="'balance' and 'cost'"):
+    counts = np.array([1, 0, 2, 0])
+    assert fresh.balance.score(counts) == state.balance.score(counts) and fresh.cost.score(3.0) == state.cost.score(3.0)
+    with pytest.raises(InvalidData, match=r"expected keys \['balance', 'cost'\]"):
         fresh.load_state_dict({"balance": d["balance"]})
     with pytest.raises(InvalidData, match="'window' must be a list"):
         fresh.load_state_dict({"balance": d["balance"], "cost": {"window": "abc"}})
@@ -295,7 +298,8 @@ def test_copy_is_independent_and_assign_is_in_place() -> None:
     state = _history(RewardState.default(recal_spec(), LISTED))
     twin = state.copy()
     assert twin == state and twin is not state
-    twin.update(np.array([5, 0, 0, 0]), 100.0)
+    twin.balance.update(np.array([5, 0, 0, 0]))
+    twin.cost.update(100.0)
     assert twin != state
     frozen = state.copy(frozen=True)
     assert frozen.frozen and not state.frozen
@@ -304,7 +308,8 @@ def test_copy_is_independent_and_assign_is_in_place() -> None:
     shared.assign(twin)
     assert shared.state_dict() == twin.state_dict()
     assert shared.balance is balance and shared.cost is cost  # same objects, updated in place
-    twin.update(np.array([0, 5, 0, 0]), 1.0)
+    twin.balance.update(np.array([0, 5, 0, 0]))
+    twin.cost.update(1.0)
     assert shared.state_dict() != twin.state_dict()  # no aliasing
 
 
@@ -340,3 +345,70 @@ def test_determinism() -> None:
     a = _history(RewardState.default(recal_spec(), LISTED), 20)
     b = _history(RewardState.default(recal_spec(), LISTED), 20)
     assert a.state_dict() == b.state_dict()
+
+
+# --- exactness of the NumPy-free inner loop --------------------------------------------------------------
+
+
+def _numpy_cost_score(window: list[float], t: float, cfg: CostConfig) -> float:
+    """The first release's NumPy formula (Router-R1's np.percentile), the reference."""
+    values = np.array([*window, t][-cfg.window :], dtype=np.float64)
+    lo, hi = (float(x) for x in np.quantile(values, [cfg.q_low, cfg.q_high])) if len(values) >= 2 else (t, t)
+    if hi - lo < cfg.eps:
+        return float(cfg.fallback)
+    return 1.0 - min(1.0, max(0.0, (t - lo) / (hi - lo)))
+
+
+@given(
+    st.lists(st.floats(0.0, 500.0), max_size=60),
+    st.floats(0.0, 500.0),
+    st.integers(1, 25),
+    st.sampled_from([(0.05, 0.95), (0.0, 1.0), (0.25, 0.75), (0.1, 0.5)]),
+)
+def test_cost_score_equals_the_numpy_quantile_formula(history: list[float], raw: float, window: int, q) -> None:
+    cfg = CostConfig(window=window, q_low=q[0], q_high=q[1], transform="none")
+    cost = CostNormalizer(cfg)
+    for h in history:
+        cost.update(h)
+    assert cost.score(raw) == _numpy_cost_score(list(cost.window), raw, cfg)
+    assert cost._sorted == sorted(cost.window)  # the sorted mirror tracks evictions
+
+
+@given(st.lists(st.floats(0.0, 1e6), min_size=1, max_size=300), st.floats(0.0, 1.0))
+def test_linear_quantile_and_pairwise_sum_match_numpy(values: list[float], q: float) -> None:
+    from recal_gym.rewards.state import linear_quantile, pairwise_sum
+
+    assert linear_quantile(sorted(values), q) == float(np.quantile(np.array(values), q))
+    assert pairwise_sum(values) == float(np.sum(np.array(values)))
+
+
+def _numpy_balance(f: np.ndarray, counts: np.ndarray, m: int) -> float:
+    c = counts.astype(np.float64)
+    n = float(c.sum())
+    if n == 0.0 or m <= 1:
+        return 1.0
+    u = 1.0 / m
+    over = np.clip((f - u) / (1.0 - u), 0.0, 1.0)
+    return min(1.0, max(0.0, 1.0 - float(np.sum((c / n) * over))))
+
+
+@given(
+    st.integers(1, 11),
+    st.lists(st.lists(st.integers(0, 3), min_size=11, max_size=11), min_size=1, max_size=12),
+    st.sampled_from(["episode", "batch"]),
+)
+def test_balance_matches_the_numpy_formulas(m: int, rows: list[list[int]], mode: str) -> None:
+    names = tuple(f"m{i}" for i in range(m))
+    state = BalanceState(names, BalanceConfig(update=mode, decay=0.9))
+    f = np.full(m, 1.0 / m)
+    counts = [np.array(r[:m]) for r in rows]
+    for c in counts:
+        assert state.score(c) == _numpy_balance(f, c, m)
+        state.update(c)
+        if mode == "episode" and c.sum() > 0:
+            f = 0.9 * f + (1.0 - 0.9) * (c / float(c.sum()))
+    state.update_batch(counts)
+    shares = [c / c.sum() for c in counts if c.sum() > 0]
+    if mode == "batch" and shares:
+        f = 0.9 * f + (1.0 - 0.9) * np.mean(np.stack(shares), axis=0)
+    assert state.f.tolist() == f.tolist()
