@@ -29,7 +29,7 @@ from recal_gym.data import QuestionSet, load_questions, train_test_split
 from recal_gym.pools import Pool, build_pool
 from recal_gym.pools.options import PoolOptions, SimulatedConfig
 from recal_gym.pools.spec import default_pool_spec
-from recal_gym.rewards.spec import RewardSpec, make_spec
+from recal_gym.rewards import RewardSpec, make_spec
 from recal_gym.rewards.state import RewardState
 from recal_gym.types import QARow
 

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from agents.grpo.advantages import RewardBatch
 from recal_gym.errors import InvalidData
-from recal_gym.types import COMPONENTS
+from recal_gym.rewards.batch import reward_arrays_from_infos
 
 __all__ = ["ActionFn", "DiscreteBatch", "Episode", "make_batch", "reward_batch_from_infos", "run_episodes"]
 
@@ -115,54 +115,28 @@ def _play_wave(envs: Sequence[Any], act: ActionFn, wave: Sequence[Episode]) -> N
 
 
 def reward_batch_from_infos(
-    infos: Sequence[Mapping[str, Any]],
-    rewards: Sequence[float],
-    groups: Sequence[int],
-    source_names: Sequence[str],
+    infos: Sequence[Mapping[str, Any]], groups: Sequence[int], source_names: Sequence[str]
 ) -> RewardBatch:
     """The estimators' input from terminal ``info`` dicts (the one place that reads them).
 
-    Component names and their order come from ``info["reward_components"]``'s keys (the env's reward spec),
-    never from a hard-coded list.
+    ``recal_gym.rewards.batch.reward_arrays_from_infos`` reads the components (names and order from the
+    env's reward spec, any number of them), gates, weights and the scalar return (the env's reward, refolded
+    bit for bit); :meth:`RewardBatch.from_arrays` turns them into tensors.
 
     Args:
-        infos: Terminal infos with ``reward_components_raw``, ``reward_components`` (gated),
-            ``reward_weights`` and ``data_source``.
-        rewards: The env's scalar reward of each episode (the terminal step's reward).
+        infos: Terminal (scored) infos.
         groups: Group id of each episode (one per question of the step).
-        source_names: Dataset names; ``info["data_source"]`` must be one of them.
+        source_names: Dataset names; every ``info["data_source"]`` must be one of them.
 
     Returns:
         :class:`~agents.grpo.advantages.RewardBatch` with ``raw``/``gated`` ``(N, K)``, ``scalar``,
-        ``group``, ``source`` ``(N,)`` and ``weights`` ``(K,)``.
+        ``group``, ``source`` ``(N,)``, ``weights`` ``(K,)`` and the component ``names``.
 
     Raises:
-        InvalidData: the infos disagree on the component names, or a data source is unknown.
+        InvalidData: a non-terminal info, infos scored under different component sets, or an unknown data source.
     """
-    names = tuple(infos[0]["reward_components"])
-    if names != COMPONENTS[: len(names)]:
-        # Today's RewardBatch has no `names` field: its columns must follow recal_gym's key order
-        # (docs/learner.md §1). Drop this check once RewardBatch carries the names (issue #11).
-        raise InvalidData(f"reward components {names} are not in the key order {COMPONENTS} RewardBatch expects")
-    index = {name: i for i, name in enumerate(source_names)}
-    for info in infos:
-        if tuple(info["reward_components"]) != names or tuple(info["reward_components_raw"]) != names:
-            raise InvalidData(
-                f"episodes disagree on the reward components: {names} vs {tuple(info['reward_components'])}"
-            )
-        if info["data_source"] not in index:
-            raise InvalidData(f"data_source {info['data_source']!r} is not one of {list(source_names)}")
-    raw = [[float(i["reward_components_raw"][k]) for k in names] for i in infos]
-    gated = [[float(i["reward_components"][k]) for k in names] for i in infos]
-    return RewardBatch(
-        raw=torch.tensor(raw, dtype=torch.float32),
-        gated=torch.tensor(gated, dtype=torch.float32),
-        scalar=torch.tensor(list(rewards), dtype=torch.float32),
-        group=torch.tensor(list(groups), dtype=torch.long),
-        source=torch.tensor([index[i["data_source"]] for i in infos], dtype=torch.long),
-        source_names=tuple(source_names),
-        weights=torch.tensor([float(infos[0]["reward_weights"][k]) for k in names], dtype=torch.float32),
-    )
+    arrays = reward_arrays_from_infos(infos)
+    return RewardBatch.from_arrays(arrays, torch.tensor(list(groups), dtype=torch.long), source_names=source_names)
 
 
 def make_batch(episodes: Sequence[Episode], groups: Sequence[int], source_names: Sequence[str]) -> DiscreteBatch:
@@ -179,9 +153,7 @@ def make_batch(episodes: Sequence[Episode], groups: Sequence[int], source_names:
         masks[i, :k] = np.stack(ep.masks)
         actions[i, :k] = ep.actions
         step_mask[i, :k] = 1.0
-    rewards = reward_batch_from_infos(
-        [ep.info for ep in episodes], [ep.reward for ep in episodes], groups, source_names
-    )
+    rewards = reward_batch_from_infos([ep.info for ep in episodes], groups, source_names)
     return DiscreteBatch(
         obs=torch.from_numpy(obs),
         masks=torch.from_numpy(masks),

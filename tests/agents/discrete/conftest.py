@@ -9,7 +9,7 @@ from envs.router_qa import RouterQAEnv
 from recal_gym.data import QuestionSet
 from recal_gym.pools import Pool, build_pool
 from recal_gym.pools.options import PoolOptions
-from recal_gym.rewards.spec import make_spec
+from recal_gym.rewards import make_spec
 from recal_gym.rewards.state import RewardState
 from recal_gym.types import QARow
 

@@ -8,42 +8,45 @@ import torch
 from agents.discrete.policy import sample_actions
 from agents.discrete.rollout import make_batch, reward_batch_from_infos, run_episodes
 from recal_gym.errors import InvalidData
-from recal_gym.rewards.spec import fold_reward
+from recal_gym.rewards import fold_reward
 from tests.agents.discrete.conftest import toy_envs
 
 
-def _info(source: str, raw: dict[str, float], gated: dict[str, float]) -> dict:
+def _info(source: str, raw: dict[str, float], gates: dict[str, float]) -> dict:
     return {
+        "scored": True,
+        "question_id": f"{source}/0",
         "data_source": source,
         "reward_components_raw": raw,
-        "reward_components": gated,
-        "reward_weights": {"format": 1.0, "answer": 1.0, "info": 0.1},
+        "reward_gates": gates,
+        "reward_components": {k: raw[k] * gates[k] for k in raw},
+        "reward_weights": {k: {"format": 1.0, "answer": 1.0, "info": 0.1}[k] for k in raw},
     }
 
 
 def test_reward_batch_oracle() -> None:
     infos = [
-        _info("b", {"format": 0.0, "answer": 1.0, "info": 1.0}, {"format": 0.0, "answer": 1.0, "info": 1.0}),
-        _info("a", {"format": -1.0, "answer": 1.0, "info": 1.0}, {"format": -1.0, "answer": 0.0, "info": 0.0}),
+        _info("b", {"format": 0.0, "answer": 1.0, "info": 1.0}, {"format": 1.0, "answer": 1.0, "info": 1.0}),
+        _info("a", {"format": -1.0, "answer": 1.0, "info": 1.0}, {"format": 1.0, "answer": 0.0, "info": 0.0}),
     ]
-    rb = reward_batch_from_infos(infos, [1.1, -1.0], [7, 7], ["a", "b"])
+    rb = reward_batch_from_infos(infos, [7, 7], ["a", "b"])
+    assert rb.names == ("format", "answer", "info")
     assert rb.raw.tolist() == [[0.0, 1.0, 1.0], [-1.0, 1.0, 1.0]]
     assert rb.gated.tolist() == [[0.0, 1.0, 1.0], [-1.0, 0.0, 0.0]]
-    assert rb.scalar.tolist() == pytest.approx([1.1, -1.0])
+    assert rb.scalar.tolist() == pytest.approx([1.1, -1.0])  # the left fold of weight × gated
     assert rb.group.tolist() == [7, 7] and rb.source.tolist() == [1, 0] and rb.source_names == ("a", "b")
     assert rb.weights.tolist() == pytest.approx([1.0, 1.0, 0.1])
 
 
-def test_reward_batch_rejects_unknown_sources_and_mixed_components() -> None:
-    good = _info("a", {"format": 0.0, "answer": 1.0}, {"format": 0.0, "answer": 1.0})
+def test_reward_batch_rejects_unknown_sources_mixed_components_and_unscored_steps() -> None:
+    good = _info("a", {"format": 0.0, "answer": 1.0}, {"format": 1.0, "answer": 1.0})
     with pytest.raises(InvalidData, match="'zz'"):
-        reward_batch_from_infos([good, {**good, "data_source": "zz"}], [0.0, 0.0], [0, 0], ["a"])
-    other = _info("a", {"format": 0.0, "info": 1.0}, {"format": 0.0, "info": 1.0})
-    with pytest.raises(InvalidData, match="disagree"):
-        reward_batch_from_infos([good, other], [0.0, 0.0], [0, 0], ["a"])
-    swapped = _info("a", {"answer": 1.0, "format": 0.0}, {"answer": 1.0, "format": 0.0})
-    with pytest.raises(InvalidData, match="key order"):
-        reward_batch_from_infos([swapped], [0.0], [0], ["a"])
+        reward_batch_from_infos([good, {**good, "data_source": "zz"}], [0, 0], ["a"])
+    other = _info("a", {"format": 0.0, "info": 1.0}, {"format": 1.0, "info": 1.0})
+    with pytest.raises(InvalidData, match="same reward spec"):
+        reward_batch_from_infos([good, other], [0, 0], ["a"])
+    with pytest.raises(InvalidData, match="not a terminal"):
+        reward_batch_from_infos([{**good, "scored": False}], [0], ["a"])
 
 
 def test_episodes_respect_masks_and_the_batch_matches_the_env() -> None:
