@@ -30,7 +30,7 @@ __all__ = ["PendingCall", "RouterQAEnv"]
 ObsTruncation = Literal["content", "splice"]
 _OPEN, _CLOSE = "\n\n<information>", "</information>\n\n"
 _NONE_SPLICE = _OPEN + "None" + _CLOSE
-_RESET_OPTIONS = ("question_id", "dataset")
+_RESET_OPTIONS = ("question_id", "dataset", "call_seed")
 CHARS_PER_TOKEN_BOUND = 8
 """Character bound per token unit: actions are clipped to ``max_turn_chars`` (default
 ``8 * max_turn_tokens``) and reply contents to ``8 * max_obs_length`` characters, so text without token
@@ -66,6 +66,7 @@ class _Episode:
 
     row: QARow
     prompt: str
+    call_seed: int = 0
     transcript: str = ""
     turn: int = 0
     spans: list[tuple[int, int]] = field(default_factory=list)
@@ -110,7 +111,9 @@ class RouterQAEnv(gym.Env[str, str]):
 
     ## Starting State
     A question drawn uniformly from the dataset with ``self.np_random``; ``reset(options=
-    {"question_id": q})`` pins the question (GRPO groups), ``{"dataset": d}`` restricts the draw.
+    {"question_id": q})`` pins the question (GRPO groups), ``{"dataset": d}`` restricts the draw and
+    ``{"call_seed": s}`` (an int, default 0) is passed on in every call of the episode
+    (``CallRequest.call_seed``): it keys the simulated pool's per-call reply noise.
 
     ## Episode End
     ``terminated`` on an answer. ``truncated`` after the final (non-routing) turn without an answer
@@ -292,14 +295,22 @@ class RouterQAEnv(gym.Env[str, str]):
             KeyError: an unknown ``question_id`` or ``dataset`` (with close matches).
         """
         super().reset(seed=seed)
-        row = self._pick_row(dict(options or {}))
-        self._ep = _Episode(row=row, prompt=self._prompt(row))
+        opts = dict(options or {})
+        row = self._pick_row(opts)
+        self._ep = _Episode(row=row, prompt=self._prompt(row), call_seed=self._call_seed(opts))
         self._ep.calls_per_model = {name: 0.0 for name in self.pool.spec.names}
         self._ep.counts = dict.fromkeys(
             ("n_route_attempts", "n_calls", "n_failed_calls", "n_unknown_model", "n_invalid_actions"), 0.0
         )
         self._pending = None
         return self._ep.prompt, self._info(step=None, score=None)
+
+    @staticmethod
+    def _call_seed(options: dict[str, Any]) -> int:
+        seed = options.get("call_seed", 0)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ValueError(f"reset option call_seed must be an int, got {seed!r}")
+        return int(seed)
 
     def _pick_row(self, options: dict[str, Any]) -> QARow:
         unknown = sorted(set(options) - set(_RESET_OPTIONS))
@@ -388,7 +399,10 @@ class RouterQAEnv(gym.Env[str, str]):
                     step["route_outcome"] = "unknown_model"
                 else:
                     step["model"] = model
-                    pending = PendingCall(CallRequest(model=model, query=parsed.query, question=ep.row))
+                    request = CallRequest(
+                        model=model, query=parsed.query, question=ep.row, call_seed=ep.call_seed, turn=ep.turn
+                    )
+                    pending = PendingCall(request)
         elif parsed.kind != "answer":
             ep.counts["n_invalid_actions"] += 1.0
         self._pending = (snapshot, step)

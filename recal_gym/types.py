@@ -142,6 +142,10 @@ class CallRequest:
     """The routed sub-query (already parsed from the policy's search block)."""
     question: QARow
     """The episode's question (simulated and replay pools key their outcomes on it)."""
+    call_seed: int = 0
+    """The episode's ``reset(options={"call_seed": s})``; keys the simulated pool's per-call noise."""
+    turn: int = 0
+    """The 1-based policy turn that made the call (0 outside an env); keys the per-call noise."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -53,6 +53,9 @@ class SimulatedConfig:
     """θ: minimum content-word F1 between query and target text to count as related."""
     failure_rate: float = 0.0
     """Probability of an injected ``call_failed`` outcome (for testing)."""
+    reply_noise: float = 0.0
+    """η: probability that a matched call's correctness is a fresh Bernoulli(p(m, d)) draw keyed on the
+    episode's ``call_seed`` and turn instead of the deterministic latent outcome (marginals stay p)."""
 
     def __post_init__(self) -> None:
         """Validate every field."""
@@ -63,6 +66,7 @@ class SimulatedConfig:
         _in_range("SimulatedConfig", "length_sigma", self.length_sigma, 0.0, 5.0)
         _in_range("SimulatedConfig", "relevance_threshold", self.relevance_threshold, 0.0, 1.0)
         _in_range("SimulatedConfig", "failure_rate", self.failure_rate, 0.0, 1.0)
+        _in_range("SimulatedConfig", "reply_noise", self.reply_noise, 0.0, 1.0)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -12,6 +12,15 @@ Every draw comes from a generator seeded by SHA-256 of
 ``"{pool_seed}|{question_id}|{target}|{model}|{purpose}"``: outcomes depend only on (seed, question,
 target, model) and never on call order, process or worker.
 
+**Per-call reply noise** (``SimulatedConfig.reply_noise`` = η, default 0). With probability η a matched
+call's correctness is an independent Bernoulli(p(m, d)) draw instead of the latent outcome above, so the
+marginal accuracy stays exactly ``p(m, d)`` while repeated episodes on one question stop agreeing. The
+noise draw is keyed on (pool seed, question, target, model, ``CallRequest.call_seed``,
+``CallRequest.turn``) with purpose ``"noise:{call_seed}:{turn}"``; an env sets ``call_seed`` from its
+``reset(options={"call_seed": s})`` (default 0), so a caller that varies it per episode gets fresh,
+reproducible noise independent of call order. With η = 0 no noise draw is made and every reply is
+byte-identical to the noiseless pool.
+
 Example:
     >>> from recal_gym.pools.options import PoolOptions
     >>> from recal_gym.pools.spec import default_pool_spec
@@ -313,7 +322,10 @@ class SimulatedBackend:
         shared_rng = keyed_generator(self._seed, row.question_id, index, SHARED_MODEL, "target")
         z = float(shared_rng.standard_normal())
         rho = self._cfg.difficulty_correlation
-        if math.sqrt(rho) * z + math.sqrt(1.0 - rho) * d.eps < fig.threshold:
+        correct = math.sqrt(rho) * z + math.sqrt(1.0 - rho) * d.eps < fig.threshold
+        if self._cfg.reply_noise > 0.0:  # η = 0 makes no extra draw: replies stay byte-identical
+            correct = self._noisy_outcome(req, index, fig.p, correct)
+        if correct:
             self._counts["correct"] += 1
             text = compose_reply(
                 statement(target.golden_answers[0]), target.text, length, forbidden, rng, scrub_first_line=False
@@ -334,6 +346,12 @@ class SimulatedBackend:
         self._counts["abstain"] += 1
         text = compose_reply(ABSTAIN_LINE, target.text, length, forbidden, rng, scrub_first_line=True)
         return CallResult(ok=True, text=text, completion_tokens=length)
+
+    def _noisy_outcome(self, req: CallRequest, target: int, p: float, latent: bool) -> bool:
+        """With probability η a fresh Bernoulli(p) outcome keyed on (call_seed, turn), else ``latent``."""
+        purpose = f"noise:{req.call_seed}:{req.turn}"
+        u = keyed_generator(self._seed, req.question.question_id, target, req.model, purpose).random(2)
+        return bool(u[1] < p) if u[0] < self._cfg.reply_noise else latent
 
     def _unrelated(self, req: CallRequest, all_golds: tuple[str, ...], forbidden: frozenset[str]) -> CallResult:
         """Uninformative reply to a query that matches no target; it never contains a gold answer."""

@@ -131,6 +131,23 @@ def test_same_seed_same_episode(env: RouterQADiscreteEnv) -> None:
         assert info_a == info_b
 
 
+def test_call_seed_passes_through_to_the_noisy_pool() -> None:
+    from recal_gym.pools.options import PoolOptions, SimulatedConfig
+
+    env = RouterQADiscreteEnv(pool_options=PoolOptions(seed=3, simulated=SimulatedConfig(reply_noise=1.0)))
+    qids = env.text_env.questions.ids()[:40]
+    big = env.models.index("LLaMA-3.1-70B-Instruct")
+
+    def em(qid: str, call_seed: int) -> float:
+        env.reset(options={"question_id": qid, "call_seed": call_seed})
+        env.step(big)
+        return env.step(env.answer_action)[4]["em"]
+
+    first = [em(q, 1) for q in qids]
+    assert [em(q, 1) for q in qids] == first  # same call_seed, same outcome
+    assert [em(q, 2) for q in qids] != first  # fresh noise for another call_seed
+
+
 def test_action_masks(env: RouterQADiscreteEnv) -> None:
     k = len(env.models)
     env.reset(seed=0)

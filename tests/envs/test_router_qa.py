@@ -143,6 +143,20 @@ def test_reset_options() -> None:
         env.reset(options={"dataset": "toyy"})
 
 
+def test_call_seed_reset_option_reaches_every_call_request() -> None:
+    env = toy_env()
+    backend = env.pool.backends["simulated"]
+    env.reset(options={"question_id": "toy/0", "call_seed": 7})
+    env.step(route(QWEN))
+    env.step(route("LLaMA-3.1-8B-Instruct"))
+    env.reset(options={"question_id": "toy/0"})
+    env.step(route(QWEN))
+    assert [(r.call_seed, r.turn) for r in backend.requests] == [(7, 1), (7, 2), (0, 1)]
+    for bad in ("7", 1.5, True):
+        with pytest.raises(ValueError, match="call_seed"):
+            env.reset(options={"call_seed": bad})
+
+
 def test_group_members_see_identical_prompts_and_pool_behaviour() -> None:
     env = gym.make("RouterQA-v0").unwrapped
     p1, _ = env.reset(seed=1)

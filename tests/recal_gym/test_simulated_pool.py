@@ -439,3 +439,76 @@ def test_build_pool_default_is_simulated_and_close_is_a_no_op() -> None:
     assert res.ok and normalize_answer(res.text)
     pool.close()
     pool.close()
+
+
+# --------------------------------------------------------------------------- per-call reply noise
+def _noisy_correct(pool: SimulatedBackend, rows: list[QARow], model: str, call_seed: int, turn: int = 1) -> np.ndarray:
+    reqs = [CallRequest(model=model, query=r.question, question=r, call_seed=call_seed, turn=turn) for r in rows]
+    return correct_mask(pool.call_batch(reqs), rows).astype(bool)
+
+
+@pytest.mark.parametrize("eta", [0.5, 1.0])
+def test_reply_noise_keeps_every_marginal_accuracy(eta: float) -> None:
+    rows = make_rows(N_CALIB, "popqa")
+    pool = backend(seed=1, reply_noise=eta)
+    pool.attach_questions(rows)
+    for model in MODELS:
+        reqs = [CallRequest(model=model, query=r.question, question=r, call_seed=i, turn=1) for i, r in enumerate(rows)]
+        k = correct_mask(pool.call_batch(reqs), rows).sum()
+        p = SPEC.model(model).em_by_dataset["popqa"]
+        assert abs(k - N_CALIB * p) <= Z99 * math.sqrt(N_CALIB * p * (1 - p)) + 0.5, (model, eta, k / N_CALIB, p)
+
+
+@pytest.mark.parametrize("eta", [0.3, 1.0])
+def test_reply_noise_disagreement_between_call_seeds_matches_closed_form(eta: float) -> None:
+    # o = latent X w.p. 1 − η, else a fresh B ~ Bernoulli(p): P(o_1 ≠ o_2) = 2p(1 − p)·η(2 − η).
+    rows = make_rows(N_CALIB, "popqa")
+    pool = backend(seed=2, reply_noise=eta)
+    pool.attach_questions(rows)
+    model = "LLaMA-3.1-70B-Instruct"
+    p = SPEC.model(model).em_by_dataset["popqa"]
+    a, b = _noisy_correct(pool, rows, model, 0), _noisy_correct(pool, rows, model, 1)
+    q = 2 * p * (1 - p) * eta * (2 - eta)
+    assert abs((a != b).sum() - N_CALIB * q) <= Z99 * math.sqrt(N_CALIB * q * (1 - q)) + 0.5
+    turn2 = _noisy_correct(pool, rows, model, 0, turn=2)
+    assert abs((a != turn2).sum() - N_CALIB * q) <= Z99 * math.sqrt(N_CALIB * q * (1 - q)) + 0.5
+    latent = _noisy_correct(backend(seed=2), rows, model, 0)
+    if eta == 1.0:  # the latent outcome is ignored entirely: independent of it
+        assert abs(float(np.corrcoef(a, latent)[0, 1])) < 0.1
+
+
+def test_reply_noise_is_keyed_and_order_free() -> None:
+    rows = make_rows(80, "nq")
+    reqs = [
+        CallRequest(model=m, query=r.question, question=r, call_seed=s, turn=t)
+        for r in rows
+        for m in MODELS[:3]
+        for s in (0, 5)
+        for t in (1, 2)
+    ]
+    a, b = backend(seed=4, reply_noise=0.7), backend(seed=4, reply_noise=0.7)
+    a.attach_questions(rows)
+    b.attach_questions(rows)
+    first = a.call_batch(reqs)
+    perm = np.random.default_rng(1).permutation(len(reqs))
+    second = b.call_batch([reqs[i] for i in perm])
+    assert all(second[j] == first[i] for j, i in enumerate(perm))
+    assert a.call_batch(reqs) == first  # the same (call_seed, turn) repeats its outcome
+
+
+def test_zero_reply_noise_ignores_call_seed_and_turn_byte_for_byte() -> None:
+    rows = make_rows(60, "hotpotqa", hops=2)
+    plain = [CallRequest(model=m, query=r.question, question=r) for r in rows for m in MODELS]
+    seeded = [CallRequest(model=q.model, query=q.query, question=q.question, call_seed=99, turn=3) for q in plain]
+    pool = backend(seed=6)
+    pool.attach_questions(rows)
+    assert pool.call_batch(seeded) == pool.call_batch(plain)
+    noisy = backend(seed=6, reply_noise=1.0)
+    noisy.attach_questions(rows)
+    assert noisy.call_batch(seeded) != pool.call_batch(plain)
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan"), True])
+def test_reply_noise_is_validated(bad: float) -> None:
+    with pytest.raises(InvalidConfig, match="reply_noise"):
+        SimulatedConfig(reply_noise=bad)
