@@ -4,6 +4,9 @@ One command::
 
     python benchmarks/demo_smollm2.py --out benchmarks/results/demo_smollm2
 
+``--jobs 3 --threads 1`` trains the three seeds side by side, one thread each (what the committed run
+did on 2 cores); the results record jobs, threads, CPU time and the machine load.
+
 For each seed it runs ``recal-gym train --preset smollm2-cpu --set seed=<s>`` (warm start with stop
 criteria, then GRPO/ReCal on the training split of the embedded questions), then
 ``recal-gym eval --split heldout`` on the fixed held-out questions (``heldout_fraction`` and
@@ -273,6 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="tiny policy, few steps: a smoke run of the pipeline")
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="seeds trained at once (each in its own process, --threads threads each)"
+    )
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=JSON", help="extra train overrides")
     args = parser.parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="recal-gym-demo-"))
@@ -285,8 +291,14 @@ def main(argv: list[str] | None = None) -> int:
     for item in args.set:
         preset_args += ["--set", item]
     started = time.time()
-    machine = _machine(args.threads)
-    seeds = [_train_and_eval(args, s, preset_args, work) for s in args.seeds]
+    machine = {**_machine(args.threads), "jobs": args.jobs}
+    if args.jobs > 1:  # the seeds' subprocesses run side by side; each seed's work is unchanged
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            seeds = list(pool.map(lambda s: _train_and_eval(args, s, preset_args, work), args.seeds))
+    else:
+        seeds = [_train_and_eval(args, s, preset_args, work) for s in args.seeds]
     cfg = json.loads((args.out / "runs" / f"seed_{args.seeds[0]}" / "config.json").read_text())
     baselines = _baselines(args, cfg, work)
     models = sorted({m for b in baselines for m in b["overall"].get("calls_per_model", {})})
