@@ -160,15 +160,18 @@ def _flat(config: Any) -> dict[str, Any]:
     return out
 
 
-def _sinks(out: Path, tensorboard: bool, start: int, *, name: str = "metrics") -> list[Any]:
-    """JSONL (``<name>.jsonl``) and TensorBoard (``tb/`` for RL, ``tb/<name>`` otherwise) sinks."""
+def _sinks(out: Path, tensorboard: bool, start: int, *, name: str = "metrics", spec_hash: str = "") -> list[Any]:
+    """JSONL (``<name>.jsonl``, every line tagged with ``reward_spec_hash``) and TensorBoard sinks.
+
+    TensorBoard writes to ``tb/`` for RL steps and ``tb/<name>`` otherwise.
+    """
     from agents.grpo.metrics_log import JSONLSink, TensorBoardSink, read_jsonl
 
     path = out / f"{name}.jsonl"
     if start > 0 and path.exists():  # drop records past the checkpoint (a killed run may have written them)
         kept = [r for r in read_jsonl(path) if r["step"] < start]
         path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
-    sinks: list[Any] = [JSONLSink(path, append=start > 0)]
+    sinks: list[Any] = [JSONLSink(path, append=start > 0, tags={"reward_spec_hash": spec_hash})]
     if tensorboard:  # its dependency was checked at start (_check_before_work)
         sinks.append(TensorBoardSink(out / "tb" if name == "metrics" else out / "tb" / name, purge_step=start))
     return sinks
@@ -261,7 +264,11 @@ def _warm_start(learner: Any, out: Path, args: argparse.Namespace, main: bool) -
     if learner.warmstart_done:
         return
     cfg = learner.config
-    writer = MetricsWriter(_sinks(out, main and not args.no_tensorboard, 0, name="warmstart") if main else [])
+    writer = MetricsWriter(
+        _sinks(out, main and not args.no_tensorboard, 0, name="warmstart", spec_hash=learner.reward_spec.hash)
+        if main
+        else []
+    )
     bar = tqdm(total=cfg.warmstart_steps, disable=args.no_progress or not main, desc="warm start")
     last: dict[str, float] = {}
     for i, record in enumerate(learner.warm_start_iter()):
@@ -333,7 +340,11 @@ def run(args: argparse.Namespace) -> int:
     if main:
         print(_plan(cfg, learner))
     _warm_start(learner, out, args, main)
-    writer = MetricsWriter(_sinks(out, main and not args.no_tensorboard, learner.step_count) if main else [])
+    writer = MetricsWriter(
+        _sinks(out, main and not args.no_tensorboard, learner.step_count, spec_hash=learner.reward_spec.hash)
+        if main
+        else []
+    )
     episodes = _EpisodeLog(out / "episodes.jsonl", learner.step_count)
     bar = tqdm(total=cfg.steps, initial=learner.step_count, disable=args.no_progress or not main, desc=cfg.name)
     while learner.step_count < cfg.steps:

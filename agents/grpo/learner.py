@@ -560,10 +560,22 @@ class Learner:
             "warmstart_done": self.warmstart_done,
             "warmstart_steps_done": self.warmstart_steps_done,
             "config": self.config.to_dict(),
+            "reward_spec_hash": self.reward_spec.hash,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict` (the shared reward state in place)."""
+        """Restore :meth:`state_dict` (the shared reward state in place).
+
+        Raises:
+            InvalidConfig: the state was trained under another reward spec (its ``reward_spec_hash``
+                differs from this learner's): its calibration and reward state would not mean the same.
+        """
+        saved = state.get("reward_spec_hash")
+        if saved is not None and saved != self.reward_spec.hash:
+            raise InvalidConfig(
+                f"checkpoint was trained under reward spec {saved}, this run scores under {self.reward_spec.hash}; "
+                "resume with the checkpoint's own reward (or start a new run with --init-checkpoint)"
+            )
         self.model.load_state_dict(state["model"])
         if self.ref_model is not None and state.get("ref_model") is not None:
             self.ref_model.load_state_dict(state["ref_model"])
@@ -586,7 +598,12 @@ class Learner:
         """
         directory = Path(directory)
         if self.ctx.rank == 0:
-            meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "world_size": self.ctx.world_size}
+            meta = {
+                "torch": torch.__version__,
+                "threads": torch.get_num_threads(),
+                "world_size": self.ctx.world_size,
+                "reward_spec_hash": self.reward_spec.hash,
+            }
             config = self.config.to_dict()
             write_checkpoint(directory, self.state_dict(), step=self.step_count, config=config, meta=meta)
         return directory / MANIFEST

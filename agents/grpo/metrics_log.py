@@ -37,10 +37,15 @@ def _clean(value: float) -> float | None:
 
 
 class JSONLSink:
-    """Append one JSON object per step (``{"step": k, **metrics}``); non-finite values become null."""
+    """Append one JSON object per step (``{"step": k, **metrics, **tags}``); non-finite values become null.
 
-    def __init__(self, path: str | Path, *, append: bool = False) -> None:
+    ``tags`` are constant string fields written on every line (e.g. ``reward_spec_hash``), so a
+    record stays attributable when lines of several runs are mixed.
+    """
+
+    def __init__(self, path: str | Path, *, append: bool = False, tags: Mapping[str, str] | None = None) -> None:
         """Open ``path`` (truncate unless ``append``)."""
+        self.tags = dict(tags or {})
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh: TextIO = self.path.open("a" if append else "w")
@@ -49,6 +54,7 @@ class JSONLSink:
         """Write one line and flush it."""
         record: dict[str, Any] = {"step": int(step)}
         record.update({k: _clean(v) for k, v in metrics.items()})
+        record.update(self.tags)
         self._fh.write(json.dumps(record, sort_keys=True) + "\n")
         self._fh.flush()
 

@@ -191,3 +191,13 @@ def test_a_torn_checkpoint_is_detected(finished: Path, tmp_path: Path) -> None:
         main(["--debug", "train", "--resume", str(run), *QUIET])
     with pytest.raises(CorruptCheckpoint, match="no checkpoint/ or warmstart/"):
         main(["--debug", "train", "--resume", str(tmp_path), *QUIET])
+
+
+def test_metrics_and_checkpoints_carry_the_reward_spec_hash(finished: Path) -> None:
+    """Runs are comparable by hash: every metrics line, the manifest and the state name the spec."""
+    spec_hash = json.loads((finished / "reward_spec.json").read_text())["hash"]
+    assert spec_hash.startswith("rs-")
+    assert {r["reward_spec_hash"] for r in read_jsonl(finished / "metrics.jsonl")} == {spec_hash}
+    assert read_manifest(finished / "checkpoint")["meta"]["reward_spec_hash"] == spec_hash
+    state, _ = read_checkpoint(finished / "checkpoint")
+    assert state["reward_spec_hash"] == spec_hash

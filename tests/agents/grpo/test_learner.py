@@ -12,6 +12,7 @@ import torch
 from agents.grpo.build import build_env, load_policy
 from agents.grpo.config import TrainConfig, preset
 from agents.grpo.learner import Learner
+from recal_gym.errors import InvalidConfig
 from recal_gym.rewards.state import RewardState
 from recal_gym.types import EpisodeRecord
 
@@ -252,3 +253,15 @@ def test_a_registered_estimator_trains(policy, custom_estimator: str) -> None:
     metrics = lrn.update(_demo_batch(lrn))
     assert math.isfinite(metrics["loss/total"])
     assert any(not torch.equal(before[n], p) for n, p in _params(lrn).items())
+
+
+def test_a_state_from_another_reward_spec_is_refused(policy) -> None:
+    """Calibration and reward state mean nothing under another spec: loading them is an error, naming both hashes."""
+    source = make(policy)
+    state = source.state_dict()
+    assert state["reward_spec_hash"] == source.reward_spec.hash
+    other = make(policy, dataclasses.replace(SMALL, reward={"preset": "recal", "weights": {"cost": 0.5}}))
+    assert other.reward_spec.hash != source.reward_spec.hash
+    with pytest.raises(InvalidConfig, match=rf"reward spec {source.reward_spec.hash}.*{other.reward_spec.hash}"):
+        other.load_state_dict(state)
+    make(policy).load_state_dict(state)  # the same spec loads
