@@ -31,6 +31,7 @@ __all__ = [
     "build_env",
     "build_envs",
     "build_learner",
+    "env_limits",
     "load_policy",
     "policy_dir",
     "pool_options",
@@ -123,6 +124,18 @@ def pool_options(config: TrainConfig) -> Any:
     return PoolOptions(seed=config.pool_seed)
 
 
+def env_limits(config: TrainConfig, tokenizer: Any) -> dict[str, Any]:
+    """The RouterQA keyword arguments a run's config sets: turn and token limits, token counter, prompt."""
+    return {
+        "max_routed_turns": config.max_routed_turns,
+        "max_turn_tokens": config.max_new_tokens,
+        "max_obs_length": config.max_obs_tokens,
+        "max_start_length": config.max_start_length,
+        "token_counter": tokenizer,
+        "prompt_variant": config.prompt_variant,
+    }
+
+
 def build_env(config: TrainConfig, tokenizer: Any, num_envs: int, *, pool: Pool | None = None) -> TrainEnv:
     """A vector env of ``num_envs`` RouterQA sub-envs sharing one pool and one reward state.
 
@@ -148,12 +161,7 @@ def build_env(config: TrainConfig, tokenizer: Any, num_envs: int, *, pool: Pool 
         pool=built,
         reward=spec,
         reward_state=state,
-        max_routed_turns=config.max_routed_turns,
-        max_turn_tokens=config.max_new_tokens,
-        max_obs_length=config.max_obs_tokens,
-        max_start_length=config.max_start_length,
-        token_counter=tokenizer,
-        prompt_variant=config.prompt_variant,
+        **env_limits(config, tokenizer),
     )
     return TrainEnv(env=env, questions=questions, models=models, spec=spec, reward_state=state)
 
@@ -202,12 +210,7 @@ def build_envs(config: TrainConfig, tokenizer: Any, count: int) -> list[Any]:
             questions,
             pool=pool,
             reward=spec,
-            max_routed_turns=config.max_routed_turns,
-            max_turn_tokens=config.max_new_tokens,
-            max_obs_length=config.max_obs_tokens,
-            max_start_length=config.max_start_length,
-            token_counter=tokenizer,
-            prompt_variant=config.prompt_variant,
+            **env_limits(config, tokenizer),
         )
         for _ in range(count)
     ]
