@@ -30,7 +30,9 @@ class RouterQAVectorEnv(VectorEnv):
 
     Reset options (besides the single-env ``question_id`` / ``dataset``, applied to every reset
     sub-env): ``reset_mask`` (bool array, which sub-envs to reset; default all) and
-    ``question_ids`` (a sequence with one id, or ``None``, per sub-env).
+    ``question_ids`` (a sequence with one id, or ``None``, per sub-env) and ``call_seeds`` (a sequence
+    with one int per sub-env: each episode's ``call_seed``, which keys the simulated pool's per-call
+    reply noise).
 
     Step: ``actions`` is a sequence of ``num_envs`` strings; a finished sub-env must get ``None``
     (it is skipped: observation ``""``, reward 0, both flags False, no info).
@@ -74,6 +76,9 @@ class RouterQAVectorEnv(VectorEnv):
         opts = dict(options or {})
         mask = np.asarray(opts.pop("reset_mask", np.ones(self.num_envs, dtype=bool)), dtype=bool)
         qids = opts.pop("question_ids", None)
+        call_seeds = opts.pop("call_seeds", None)
+        if call_seeds is not None and len(call_seeds) != self.num_envs:
+            raise ValueError(f"call_seeds must hold {self.num_envs} entries, got {len(call_seeds)}")
         if mask.shape != (self.num_envs,):
             raise ValueError(f"reset_mask must have shape ({self.num_envs},), got {mask.shape}")
         if qids is not None and len(qids) != self.num_envs:
@@ -87,6 +92,8 @@ class RouterQAVectorEnv(VectorEnv):
             env_opts = dict(opts)
             if qids is not None and qids[i] is not None:
                 env_opts["question_id"] = qids[i]
+            if call_seeds is not None:
+                env_opts["call_seed"] = call_seeds[i]
             obs[i], info = env.reset(seed=seeds[i], options=env_opts)
             infos = self._add_info(infos, info, i)
             self._done[i] = False

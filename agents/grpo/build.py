@@ -118,10 +118,10 @@ def load_policy(config: TrainConfig, work_dir: str | Path) -> tuple[torch.nn.Mod
 
 
 def pool_options(config: TrainConfig) -> Any:
-    """The :class:`~recal_gym.pools.options.PoolOptions` of a run (seed and simulated settings)."""
-    from recal_gym.pools.options import PoolOptions
+    """The :class:`~recal_gym.pools.options.PoolOptions` of a run (seed and simulated reply noise)."""
+    from recal_gym.pools.options import PoolOptions, SimulatedConfig
 
-    return PoolOptions(seed=config.pool_seed)
+    return PoolOptions(seed=config.pool_seed, simulated=SimulatedConfig(reply_noise=float(config.reply_noise)))
 
 
 def env_limits(config: TrainConfig, tokenizer: Any) -> dict[str, Any]:

@@ -106,6 +106,11 @@ class TrainConfig:
     reward-state update mode. Validated when the config is built, before any model loads."""
     pool_seed: int = 0
     """Seed of the simulated candidate pool."""
+    reply_noise: float = 0.0
+    """η of the simulated pool (``SimulatedConfig.reply_noise``): with probability η a routed call's
+    correctness is a fresh draw keyed on the episode's ``call_seed`` and turn instead of the fixed
+    (question, model) outcome, so G rollouts picking one model can still differ (marginals unchanged).
+    Every training trajectory gets its own ``call_seed`` (a counter saved in checkpoints). 0 = off."""
     questions_per_step: int = 4
     """Questions per rollout batch (global, over all ranks)."""
     group_size: int = 8
@@ -242,6 +247,10 @@ class TrainConfig:
                 raise InvalidConfig(f"TrainConfig.{name}={value!r} must be None or a number in [0, 1].")
         if not (isinstance(self.heldout_fraction, int | float) and 0.0 <= self.heldout_fraction < 1.0):
             raise InvalidConfig(f"TrainConfig.heldout_fraction={self.heldout_fraction!r} must lie in [0, 1).")
+        if isinstance(self.reply_noise, bool) or not isinstance(self.reply_noise, int | float):
+            raise InvalidConfig(f"TrainConfig.reply_noise={self.reply_noise!r} must be a number in [0, 1].")
+        if not 0.0 <= self.reply_noise <= 1.0:
+            raise InvalidConfig(f"TrainConfig.reply_noise={self.reply_noise!r} must be a number in [0, 1].")
         if not isinstance(self.dynamic_sampling, bool):
             raise InvalidConfig(f"TrainConfig.dynamic_sampling={self.dynamic_sampling!r} must be a bool.")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0.0):

@@ -161,6 +161,8 @@ class Learner:
         self.sample_generator = torch.Generator().manual_seed(config.seed * 7919 + 1 + self.ctx.rank)
         self.refill_generator = torch.Generator().manual_seed(config.seed * 7919 + 104729 + self.ctx.rank)
         self.step_count = 0
+        self.episodes_rolled = 0
+        """Training trajectories this rank rolled out so far; keys the next ones' ``call_seed``."""
         self.warmstart_done = config.warmstart_steps == 0
         self.last_rollout: RolloutBatch | None = None
         """This rank's rollout batch of the last :meth:`step` (records and exact rewards, for episode logs)."""
@@ -189,6 +191,9 @@ class Learner:
 
     def _roll(self, qids: Sequence[str], gids: Sequence[int], generator: torch.Generator | None = None) -> RolloutBatch:
         g = self.config.group_size
+        n, world, rank = len(qids) * g, self.ctx.world_size, self.ctx.rank
+        base = self.episodes_rolled
+        self.episodes_rolled += n
         return collect_rollouts(
             self.env,
             self.engine,
@@ -199,6 +204,7 @@ class Learner:
             generator or self.sample_generator,
             source_names=self.source_names,
             gate_tau=self.gate_tau,
+            call_seeds=[(base + i) * world + rank for i in range(n)],  # unique per trajectory, rank and step
         )
 
     def rollout(self) -> RolloutBatch:
@@ -557,6 +563,7 @@ class Learner:
             "sample_generator": self.sample_generator.get_state(),
             "refill_generator": self.refill_generator.get_state(),
             "step": self.step_count,
+            "episodes_rolled": self.episodes_rolled,
             "warmstart_done": self.warmstart_done,
             "warmstart_steps_done": self.warmstart_steps_done,
             "config": self.config.to_dict(),
@@ -586,6 +593,7 @@ class Learner:
         self.sample_generator.set_state(state["sample_generator"])
         self.refill_generator.set_state(state["refill_generator"])
         self.step_count = int(state["step"])
+        self.episodes_rolled = int(state.get("episodes_rolled", 0))  # absent in checkpoints before reply noise
         self.warmstart_done = bool(state["warmstart_done"])
         self.warmstart_steps_done = int(state["warmstart_steps_done"])
         self.engine.sync_weights(self.model)

@@ -207,12 +207,13 @@ class EnvList:
 
     def reset(self, *, options: Mapping[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
         """Reset the envs where ``options["reset_mask"]`` is set to ``options["question_ids"][i]``."""
-        mask, qids = options["reset_mask"], options["question_ids"]
+        mask, qids, seeds = options["reset_mask"], options["question_ids"], options.get("call_seeds")
         prompts: list[str] = [""] * self.num_envs
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
         for i, env in enumerate(self.envs):
             if mask[i]:
-                prompts[i], infos[i] = env.reset(options={"question_id": qids[i]})
+                opts = {"question_id": qids[i]} if seeds is None else {"question_id": qids[i], "call_seed": seeds[i]}
+                prompts[i], infos[i] = env.reset(options=opts)
         return prompts, infos
 
     def step(self, actions: Sequence[str | None]) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, list[dict]]:
@@ -249,12 +250,17 @@ def unbatch_info(infos: Mapping[str, Any] | Sequence[dict[str, Any]], i: int) ->
     return out
 
 
-def _reset(env: Any, question_ids: Sequence[str], codec: TextCodec) -> list[_Traj]:
+def _reset(
+    env: Any, question_ids: Sequence[str], codec: TextCodec, call_seeds: Sequence[int] | None = None
+) -> list[_Traj]:
     n, num_envs = len(question_ids), int(env.num_envs)
     if n > num_envs:
         raise ValueError(f"{n} trajectories need at least {n} sub-envs; the vector env has {num_envs}")
     mask = np.arange(num_envs) < n
-    prompts, infos = env.reset(options={"reset_mask": mask, "question_ids": [*question_ids, *[None] * (num_envs - n)]})
+    options: dict[str, Any] = {"reset_mask": mask, "question_ids": [*question_ids, *[None] * (num_envs - n)]}
+    if call_seeds is not None:
+        options["call_seeds"] = [*call_seeds, *[0] * (num_envs - n)]
+    prompts, infos = env.reset(options=options)
     trajs = []
     for i in range(n):
         ids = codec.prompt_ids(prompts[i])
@@ -264,16 +270,22 @@ def _reset(env: Any, question_ids: Sequence[str], codec: TextCodec) -> list[_Tra
 
 
 def play(
-    env: Any, question_ids: Sequence[str], codec: TextCodec, act: Callable[[list[int], list[_Traj]], list[Turn]]
+    env: Any,
+    question_ids: Sequence[str],
+    codec: TextCodec,
+    act: Callable[[list[int], list[_Traj]], list[Turn]],
+    *,
+    call_seeds: Sequence[int] | None = None,
 ) -> list[_Traj]:
     """Play one episode per question in a vector env, all live sub-envs stepped together.
 
     Each turn, ``act(live, trajs)`` returns one :class:`Turn` per live row; finished and unused
     sub-envs get ``None``, so a turn's candidate calls reach the pool as one ``call_batch``. Each
     returned trajectory holds its ids and masks, its terminal ``info`` and its last step's ``reward``
-    (the episode's return).
+    (the episode's return). ``call_seeds`` (one per question) become the episodes' ``call_seed``
+    reset option (the simulated pool's reply-noise key); ``None`` keeps the env's default.
     """
-    trajs = _reset(env, question_ids, codec)
+    trajs = _reset(env, question_ids, codec, call_seeds)
     num_envs = int(env.num_envs)
     while live := [i for i, t in enumerate(trajs) if not t.done]:
         turns = act(live, trajs)
@@ -359,6 +371,7 @@ def collect_rollouts(
     *,
     source_names: Sequence[str],
     gate_tau: tuple[RewardSpec, float] | None = None,
+    call_seeds: Sequence[int] | None = None,
 ) -> RolloutBatch:
     """Roll out one episode per question in a vector env, each turn's rows batched through ``engine``.
 
@@ -373,6 +386,7 @@ def collect_rollouts(
         generator: The only source of sampling randomness.
         source_names: All dataset names (the ``source`` index space).
         gate_tau: ``(reward spec, τ)`` to recompute the gates for a learner-side τ override.
+        call_seeds: Each trajectory's ``call_seed`` (keys the simulated pool's per-call reply noise).
 
     Returns:
         The padded :class:`RolloutBatch`.
@@ -382,7 +396,7 @@ def collect_rollouts(
         samples = engine.generate([trajs[i].ids for i in live], params, generator)
         return [Turn(codec.decode(s.ids), list(s.ids), list(s.logprobs)) for s in samples]
 
-    trajs = play(env, question_ids, codec, act)
+    trajs = play(env, question_ids, codec, act, call_seeds=call_seeds)
     return _batch(trajs, groups, source_names, codec, gate_tau)
 
 

@@ -74,3 +74,18 @@ def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="actions"):
         envs.reset(seed=0)
         envs.step([ANSWER])
+
+
+def test_call_seeds_option_sets_each_sub_envs_call_seed() -> None:
+    """``call_seeds`` (one per sub-env) reaches every CallRequest of that sub-env's episode."""
+    backend = ScriptedBackend(lambda r: "The answer is Paris.")
+    pool = Pool(default_pool_spec(), {"simulated": backend})
+    envs = RouterQAVectorEnv(3, dataset=list(ROWS), pool=pool)
+    envs.reset(options={"question_ids": ["toy/0"] * 3, "call_seeds": [5, 6, 7]})
+    envs.step([ROUTE.format(q="capital of France?")] * 3)
+    assert sorted(r.call_seed for r in backend.requests) == [5, 6, 7]
+    envs.reset(options={"question_ids": ["toy/0"] * 3})  # without the option: the env default 0
+    envs.step([ROUTE.format(q="capital of France?")] * 3)
+    assert [r.call_seed for r in backend.requests[3:]] == [0, 0, 0]
+    with pytest.raises(ValueError, match="call_seeds must hold 3"):
+        envs.reset(options={"call_seeds": [1, 2]})

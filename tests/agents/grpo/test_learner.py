@@ -265,3 +265,39 @@ def test_a_state_from_another_reward_spec_is_refused(policy) -> None:
     with pytest.raises(InvalidConfig, match=rf"reward spec {source.reward_spec.hash}.*{other.reward_spec.hash}"):
         other.load_state_dict(state)
     make(policy).load_state_dict(state)  # the same spec loads
+
+
+def test_reply_noise_gives_every_training_trajectory_its_own_call_seed(policy, monkeypatch) -> None:
+    """``reply_noise`` reaches the simulated pool; each trajectory gets a fresh call_seed, kept across resume."""
+    import agents.grpo.learner as learner_module
+    from agents.grpo import rollout as rollout_module
+
+    cfg = dataclasses.replace(SMALL, warmstart_steps=0, reply_noise=0.5, dynamic_sampling=False)
+    lrn = make(policy, cfg)
+    assert lrn.env.pool.backends["simulated"]._cfg.reply_noise == 0.5
+    seeds: list[list[int]] = []
+    resets: list[list[int]] = []
+
+    def collect(*args, **kwargs):
+        seeds.append(list(kwargs["call_seeds"]))
+        return rollout_module.collect_rollouts(*args, **kwargs)
+
+    original_reset = lrn.env.reset
+
+    def reset(**kwargs):
+        resets.append(list(kwargs["options"]["call_seeds"]))
+        return original_reset(**kwargs)
+
+    monkeypatch.setattr(learner_module, "collect_rollouts", collect)
+    monkeypatch.setattr(lrn.env, "reset", reset)
+    n = cfg.questions_per_step * cfg.group_size
+    lrn.rollout()
+    state = lrn.state_dict()
+    lrn.rollout()
+    assert seeds == [list(range(n)), list(range(n, 2 * n))]
+    assert [r[:n] for r in resets] == seeds  # the vector env's reset option (tests/envs/test_vector.py)
+    resumed = make(policy, cfg)
+    resumed.load_state_dict(state)
+    assert resumed.episodes_rolled == n
+    with pytest.raises(InvalidConfig, match="reply_noise"):
+        dataclasses.replace(SMALL, reply_noise=1.5)
