@@ -6,10 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-import pytest
 import torch
-
-from envs.discrete import RouterQADiscreteEnv
 
 README = (Path(__file__).resolve().parents[3] / "README.md").read_text(encoding="utf-8")
 
@@ -20,11 +17,6 @@ def _python_block(containing: str) -> str:
     return blocks[0]
 
 
-@pytest.mark.skipif(
-    "rgb_array" not in RouterQADiscreteEnv.metadata["render_modes"],
-    reason="SB3's make_vec_env asks for render_mode='rgb_array', which RouterQADiscrete-v0 accepts once the "
-    "install issue's fix is merged",
-)
 def test_sb3s_own_make_vec_env_recipe_logs_the_router_metrics() -> None:
     code = _python_block('make_vec_env("RouterQADiscrete-v0"')
     assert "from stable_baselines3.common.env_util import make_vec_env" in code and "RouterMetricsCallback" in code
