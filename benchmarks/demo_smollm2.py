@@ -4,7 +4,9 @@ One command::
 
     python benchmarks/demo_smollm2.py --out benchmarks/results/demo_smollm2
 
-``--jobs 3 --threads 1`` trains the three seeds side by side, one thread each (what the committed run
+``--reuse`` (with the same ``--work``) keeps finished runs and continues killed ones with ``recal-gym
+train --resume`` (bit-identical to an uninterrupted run), then evaluates. ``--jobs 3 --threads 1``
+trains the three seeds side by side, one thread each (what the committed run
 did on 2 cores); the results record jobs, threads, CPU time and the machine load.
 
 For each seed it runs ``recal-gym train --preset smollm2-cpu --set seed=<s>`` (warm start with stop
@@ -98,12 +100,22 @@ def _split_flags(cfg: dict[str, Any]) -> list[str]:
 
 def _train_and_eval(args: argparse.Namespace, seed: int, preset_args: list[str], work: Path) -> dict[str, Any]:
     run = work / f"seed_{seed}"
-    if run.exists():
-        shutil.rmtree(run)
     train = ["train", *preset_args, "--set", f"seed={seed}", "--set", f"pool_seed={seed}", "--out", str(run),
              "--threads", str(args.threads), "--no-progress", "--no-tensorboard"]  # fmt: skip
     load_before = list(os.getloadavg())
-    train_s, train_cpu, train_out = _cli(train, args.threads)
+    state = _run_state(run) if args.reuse else "absent"
+    timing: dict[str, Any] = {"train_mode": "trained"}
+    if state == "finished":  # kept as is; its time is read from its files
+        train_s, train_cpu, train_out = _file_wall(run), None, ""
+        timing = {"train_mode": "reused (finished earlier; wall from file times, CPU unknown)"}
+    elif state == "resumable":  # killed earlier: continue from its newest checkpoint, bit-identical
+        train = ["train", "--resume", str(run), "--no-progress", "--no-tensorboard"]
+        train_s, train_cpu, train_out = _cli(train, args.threads)
+        timing = {"train_mode": "resumed from its newest checkpoint (recal-gym train --resume)"}
+    else:
+        if run.exists():
+            shutil.rmtree(run)
+        train_s, train_cpu, train_out = _cli(train, args.threads)
     cfg = json.loads((run / "config.json").read_text())
     metrics = _read_jsonl(run / "metrics.jsonl")
     warm = _read_jsonl(run / "warmstart.jsonl")
@@ -125,7 +137,8 @@ def _train_and_eval(args: argparse.Namespace, seed: int, preset_args: list[str],
         "train_wall_s": train_s,
         "train_cpu_s": train_cpu,
         "rl_time_s": rl_s,
-        "rl_time_idle_estimate_s": rl_s * min(1.0, train_cpu / (args.threads * train_s)),
+        "rl_time_idle_estimate_s": None if train_cpu is None else rl_s * min(1.0, train_cpu / (args.threads * train_s)),
+        **timing,
         "eval_wall_s": eval_s,
         "eval_cpu_s": eval_cpu,
         "load_before": load_before,
@@ -137,6 +150,22 @@ def _train_and_eval(args: argparse.Namespace, seed: int, preset_args: list[str],
         "train_summary": train_out.strip().splitlines()[-1] if train_out.strip() else "",
         "load_after": list(os.getloadavg()),
     }
+
+
+def _run_state(run: Path) -> str:
+    """``finished`` (a final checkpoint at the config's steps), ``resumable`` (a checkpoint) or ``absent``."""
+    for name, finished in (("checkpoint", True), ("warmstart", False)):
+        manifest = run / name / "manifest.json"
+        if manifest.exists():
+            steps = json.loads((run / "config.json").read_text())["steps"]
+            done = finished and json.loads(manifest.read_text())["step"] >= steps
+            return "finished" if done else "resumable"
+    return "absent"
+
+
+def _file_wall(run: Path) -> float:
+    """Wall time of a finished run from its files: config written at start, final manifest at the end."""
+    return (run / "checkpoint" / "manifest.json").stat().st_mtime - (run / "config.json").stat().st_mtime
 
 
 def _baselines(args: argparse.Namespace, cfg: dict[str, Any], work: Path) -> list[dict[str, Any]]:
@@ -172,7 +201,9 @@ def _summary(seeds: list[dict[str, Any]], baselines: list[dict[str, Any]], targe
         "rl_time_s_per_seed": [s["rl_time_s"] for s in seeds],
         "rl_time_idle_estimate_s_per_seed": [s["rl_time_idle_estimate_s"] for s in seeds],
         "rl_time_target_met": all(s["rl_time_s"] <= 20 * 60 for s in seeds),
-        "rl_time_target_met_idle_estimate": all(s["rl_time_idle_estimate_s"] <= 20 * 60 for s in seeds),
+        "rl_time_target_met_idle_estimate": None
+        if any(s["rl_time_idle_estimate_s"] is None for s in seeds)
+        else all(s["rl_time_idle_estimate_s"] <= 20 * 60 for s in seeds),
         "best_single": {"router": best["router"], "em": best["overall"]["em"], "cost": best["overall"]["cost"]},
         "stretch_met": final_m >= best["overall"]["em"] - 0.03 and final_cost <= best["overall"]["cost"],
         "final_cost_mean": final_cost,
@@ -263,7 +294,7 @@ def _summary_md(result: dict[str, Any]) -> str:
         f"gain per seed {[round(g, 3) for g in sm['gain_per_seed']]} (target +{sm['target_gain']}: "
         f"{'met' if sm['target_met'] else 'not met'}). RL time per seed (s, wall on the shared machine): "
         f"{[round(t) for t in sm['rl_time_s_per_seed']]}; idle-machine estimate (wall x CPU share): "
-        f"{[round(t) for t in sm['rl_time_idle_estimate_s_per_seed']]}.",
+        f"{[None if t is None else round(t) for t in sm['rl_time_idle_estimate_s_per_seed']]}.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -278,6 +309,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny policy, few steps: a smoke run of the pipeline")
     parser.add_argument(
         "--jobs", type=int, default=1, help="seeds trained at once (each in its own process, --threads threads each)"
+    )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep finished runs in --work and resume killed ones (train --resume) instead of training afresh",
     )
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=JSON", help="extra train overrides")
     args = parser.parse_args(argv)

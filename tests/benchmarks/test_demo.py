@@ -65,3 +65,15 @@ def test_quick_pipeline_writes_results(tmp_path: Path) -> None:
     for name in ("curves.png", "heldout.png", "summary.md", "runs/seed_0/metrics.jsonl"):
         assert (out / name).stat().st_size > 0, name
     assert result["machine"]["threads"] == 1 and len(result["machine"]["load_1_5_15"]) == 3
+    assert result["seeds"][0]["train_mode"] == "trained"
+    # --reuse on the same --work: the finished run is kept (not retrained), a killed one is resumed
+    reuse = [*cmd, "--reuse"]
+    subprocess.run(reuse, check=True, capture_output=True, text=True)
+    again = json.loads((out / "results.json").read_text())
+    assert again["seeds"][0]["train_mode"].startswith("reused")
+    assert again["seeds"][0]["final"]["overall"] == result["seeds"][0]["final"]["overall"]
+    (tmp_path / "work" / "seed_0" / "checkpoint" / "manifest.json").unlink()  # as if killed after the warm start
+    subprocess.run(reuse, check=True, capture_output=True, text=True)
+    resumed = json.loads((out / "results.json").read_text())
+    assert resumed["seeds"][0]["train_mode"].startswith("resumed")
+    assert resumed["seeds"][0]["final"]["overall"] == result["seeds"][0]["final"]["overall"]  # bit-identical resume
