@@ -5,7 +5,8 @@ One command::
     python benchmarks/demo_smollm2.py --out benchmarks/results/demo_smollm2
 
 ``--reuse`` (with the same ``--work``) keeps finished runs and continues killed ones with ``recal-gym
-train --resume`` (bit-identical to an uninterrupted run), then evaluates. ``--jobs 3 --threads 1``
+train --resume`` (bit-identical to an uninterrupted run), and keeps evaluations written after a run's
+final checkpoint (the same command's output); everything missing is computed. ``--jobs 3 --threads 1``
 trains the three seeds side by side, one thread each (what the committed run
 did on 2 cores); the results record jobs, threads, CPU time and the machine load.
 
@@ -123,7 +124,12 @@ def _train_and_eval(args: argparse.Namespace, seed: int, preset_args: list[str],
     routers = ["--router", f"checkpoint:{run}/warmstart", "--router", f"checkpoint:{run}"]
     evaluate = ["eval", *routers, *_split_flags(cfg), "--eval-batch", "32", "--seed", str(seed), "--pool-seed",
                 str(seed), "--json", str(js), "--no-files", "--no-progress"]  # fmt: skip
-    eval_s, eval_cpu, _ = _cli(evaluate, args.threads)
+    final = run / "checkpoint" / "manifest.json"
+    if args.reuse and js.exists() and final.exists() and js.stat().st_mtime > final.stat().st_mtime:
+        eval_s, eval_cpu = None, None  # this run's evaluation is already there (the same command's output)
+        timing["eval_mode"] = "reused"
+    else:
+        eval_s, eval_cpu, _ = _cli(evaluate, args.threads)
     reports = json.loads(js.read_text())
     kept = args.out / "runs" / f"seed_{seed}"
     kept.mkdir(parents=True, exist_ok=True)
@@ -172,7 +178,8 @@ def _baselines(args: argparse.Namespace, cfg: dict[str, Any], work: Path) -> lis
     js = work / "baselines.json"
     routers = [a for r in BASELINES for a in ("--router", r)]
     cmd = ["eval", *routers, *_split_flags(cfg), "--json", str(js), "--no-files", "--no-progress"]
-    _cli(cmd, 1)
+    if not (args.reuse and js.exists()):
+        _cli(cmd, 1)
     return [{"command": ["recal-gym", *cmd], **r} for r in json.loads(js.read_text())]
 
 
