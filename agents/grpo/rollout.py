@@ -212,7 +212,9 @@ class EnvList:
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
         for i, env in enumerate(self.envs):
             if mask[i]:
-                opts = {"question_id": qids[i]} if seeds is None else {"question_id": qids[i], "call_seed": seeds[i]}
+                opts: dict[str, Any] = {"question_id": qids[i]}
+                if seeds is not None:
+                    opts["call_seed"] = seeds[i]
                 prompts[i], infos[i] = env.reset(options=opts)
         return prompts, infos
 
