@@ -35,6 +35,7 @@ import math
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,7 +145,17 @@ class ResponseCache:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves.
         self._conn = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
         self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-        self._conn.execute("PRAGMA journal_mode = WAL")
+        # Switching to WAL needs a moment of exclusive access and SQLite does not run the busy handler
+        # for it: when several processes open a new file at once, retry within the same timeout.
+        deadline = time.monotonic() + busy_timeout_s
+        while True:
+            try:
+                self._conn.execute("PRAGMA journal_mode = WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
         self._conn.execute("PRAGMA synchronous = NORMAL")  # in WAL mode: safe against process kills
         with self._transaction() as conn:
             for statement in _SCHEMA:
