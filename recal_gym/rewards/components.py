@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from recal_gym.errors import InvalidConfig, InvalidData, UnknownComponent, close_matches_hint
-from recal_gym.protocol import Block, last_answer, scan_blocks
+from recal_gym.protocol import Block, last_answer, scan_block_pairs, scan_blocks
 from recal_gym.resolver import resolve_model
 from recal_gym.rewards.answer_metrics import (
     contains_normalized,
@@ -41,7 +41,7 @@ from recal_gym.rewards.answer_metrics import (
     f1_normalized,
     normalize_answer,
 )
-from recal_gym.rewards.format_rules import FormatResult, check_format, route_score
+from recal_gym.rewards.format_rules import FormatResult, check_format_pairs, route_score
 from recal_gym.types import EpisodeRecord, NameTable
 
 if TYPE_CHECKING:
@@ -114,6 +114,7 @@ class EpisodeView:
         "_format",
         "_golds_norm",
         "_info_texts",
+        "_pairs",
         "_raw_cost",
         "_resolve",
         "data_source",
@@ -147,6 +148,7 @@ class EpisodeView:
         self.spans_mode = spans
         self._resolve = resolve if resolve is not None else Resolver(record.pool)
         self._blocks: list[Block] | None = None
+        self._pairs: list[tuple[str, str]] | None = None
         self._format: FormatResult | None = None
         self._answer: Any = EpisodeView._UNSET
         self._answer_norm: Any = EpisodeView._UNSET
@@ -159,8 +161,22 @@ class EpisodeView:
 
     # ------------------------------------------------------------------ parsing (cached)
     @property
+    def pairs(self) -> list[tuple[str, str]]:
+        """``(tag, content)`` of every block of the transcript's block scan, computed once.
+
+        The scan every built-in reads (``scan_block_pairs``, ``docs/protocol.md`` §4): the format check,
+        the answer, the information blocks of a foreign log and its route counts.
+        """
+        if self._pairs is None:
+            self._pairs = scan_block_pairs(self.transcript)
+        return self._pairs
+
+    @property
     def blocks(self) -> list[Block]:
-        """The transcript's block scan (``docs/protocol.md`` §4), computed once."""
+        """The transcript's block scan with offsets (``scan_blocks``, ``docs/protocol.md`` §4), computed once.
+
+        Built on first use (no built-in component reads it; :attr:`pairs` holds the same tags and contents).
+        """
         if self._blocks is None:
             self._blocks = scan_blocks(self.transcript)
         return self._blocks
@@ -169,7 +185,7 @@ class EpisodeView:
     def format(self) -> FormatResult:
         """The format rules F1-F9 (``docs/rewards.md`` §6) on the shared block scan."""
         if self._format is None:
-            self._format = check_format(self.transcript, self.pool, spans=self.blocks, resolve=self._resolve)
+            self._format = check_format_pairs(self.transcript, self.pairs, self._resolve)
         return self._format
 
     @property
@@ -193,9 +209,9 @@ class EpisodeView:
             # The answer-only scan equals the last answer block of the shared scan whenever every
             # "<answer>" string starts a block of that scan (then no answer hides inside another
             # block); otherwise fall back to the separate answer scan (Router-R1's behaviour).
-            answers = [b for b in self.blocks if b.tag == "answer"]
+            answers = [c for t, c in self.pairs if t == "answer"]
             if self.transcript.count("<answer>") == len(answers):
-                self._answer = answers[-1].content.strip() if answers else None
+                self._answer = answers[-1].strip() if answers else None
             else:
                 self._answer = last_answer(self.transcript)
         return self._answer  # type: ignore[no-any-return]
@@ -243,7 +259,7 @@ class EpisodeView:
 
     def _read_info_texts(self) -> list[str]:
         if self.spans_mode == "infer":  # a foreign log: every scanned information block except None splices
-            return [b.content for b in self.blocks if b.tag == "information" and b.content != "None"]
+            return [c for t, c in self.pairs if t == "information" and c != "None"]
         spans = self.record.information_spans
         if spans is None:
             raise InvalidData(
@@ -278,11 +294,10 @@ class EpisodeView:
                     if call.outcome in COUNTED_OUTCOMES and call.model:
                         counts[call.model] = counts.get(call.model, 0) + 1
             else:
-                blocks = self.blocks
-                for b, nxt in itertools.pairwise(blocks):
-                    if b.tag != "search" or nxt.tag != "information" or ":" not in b.content:
+                for (tag, content), (nxt, _) in itertools.pairwise(self.pairs):
+                    if tag != "search" or nxt != "information" or ":" not in content:
                         continue
-                    model = self._resolve(b.content.split(":", 1)[0])
+                    model = self._resolve(content.split(":", 1)[0])
                     if model is not None:
                         counts[model] = counts.get(model, 0) + 1
             self._counts = counts
