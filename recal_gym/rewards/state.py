@@ -300,13 +300,11 @@ class CostNormalizer:
         cfg = self.config
         t = self.transform(raw_cost)
         s = self._sorted
-        full = len(self.window) == self.window.maxlen
-        if full:  # the oldest value leaves the virtual window
-            s = list(s)
-            del s[bisect.bisect_left(s, self.window[0])]
-        if not s:
+        # A full window's oldest value leaves the virtual window: skipped by index, not copied out.
+        drop = bisect.bisect_left(s, self.window[0]) if len(self.window) == self.window.maxlen else -1
+        if len(s) == (drop >= 0):
             return float(cfg.fallback)  # one value: lo == hi
-        view = _Inserted(s, t)
+        view = _Inserted(s, t, drop)
         lo = linear_quantile(view, cfg.q_low)
         hi = linear_quantile(view, cfg.q_high)
         if hi - lo < cfg.eps:
@@ -370,21 +368,30 @@ class CostNormalizer:
 
 
 class _Inserted(Sequence[float]):
-    """Read-only view of an ascending list with one value inserted (no copy)."""
+    """Read-only ascending view of a sorted list with one value inserted and optionally one dropped (no copy).
 
-    __slots__ = ("_at", "_s", "_t")
+    ``_Inserted(s, t, drop)`` reads as ``sorted(s without s[drop], plus t)`` (``drop < 0``: nothing dropped).
+    """
 
-    def __init__(self, s: list[float], t: float) -> None:
-        self._s, self._t = s, t
-        self._at = bisect.bisect_left(s, t)
+    __slots__ = ("_at", "_drop", "_n", "_s", "_t")
+
+    def __init__(self, s: list[float], t: float, drop: int = -1) -> None:
+        self._s, self._t, self._drop = s, t, drop
+        at = bisect.bisect_left(s, t)
+        self._at = at - 1 if 0 <= drop < at else at  # s[drop] < t: one fewer value before t
+        self._n = len(s) + (0 if drop >= 0 else 1)
 
     def __len__(self) -> int:
-        return len(self._s) + 1
+        return self._n
 
     def __getitem__(self, i: int) -> float:  # type: ignore[override]  # int indices only
-        if i < self._at:
-            return self._s[i]
-        return self._t if i == self._at else self._s[i - 1]
+        at = self._at
+        if i == at:
+            return self._t
+        if i > at:
+            i -= 1  # an index of the list without t
+        drop = self._drop
+        return self._s[i + 1 if 0 <= drop <= i else i]
 
 
 class RewardState:
