@@ -98,7 +98,7 @@ def check_format(
         spans: The transcript's block scan (``scan_blocks(transcript)``) when the caller already
             has it; ``None`` scans here.
         resolve: NAME → display name or ``None`` (e.g. a cached
-            :class:`~recal_gym.rewards.components.Resolver`); default ``resolve_model(name, table)``.
+            :class:`~recal_gym.rewards.view.Resolver`); default ``resolve_model(name, table)``.
 
     Returns:
         A :class:`FormatResult`; never raises for any string.
@@ -113,7 +113,7 @@ def check_format_pairs(
 ) -> FormatResult:
     """:func:`check_format` on the transcript's ``(tag, content)`` block scan (``scan_block_pairs``).
 
-    The scorer's form: the :class:`~recal_gym.rewards.components.EpisodeView` shares one scan between
+    The scorer's form: the :class:`~recal_gym.rewards.view.EpisodeView` shares one scan between
     the format check, the answer and the route counts.
 
     Args:

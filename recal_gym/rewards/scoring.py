@@ -1,9 +1,9 @@
 """Scoring one finished episode, online or offline (``docs/rewards.md`` §13, §14).
 
 :class:`EpisodeScorer` is a reward spec compiled for scoring: the environment's terminal reward and the
-offline re-scorer use it. One :class:`~recal_gym.rewards.components.EpisodeView` per episode shares one
+offline re-scorer use it. One :class:`~recal_gym.rewards.view.EpisodeView` per episode shares one
 block scan between all components; gates are evaluated on plain floats; model names are resolved once
-per pool (:class:`~recal_gym.rewards.components.Resolver`). :func:`score_episode` is the pure functional
+per pool (:class:`~recal_gym.rewards.view.Resolver`). :func:`score_episode` is the pure functional
 form (it returns the *new* state); :func:`rescore` folds the scorer over a logged run, so replaying a
 run's records from the same initial state reproduces every online reward bit for bit.
 """
@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 from recal_gym.errors import InvalidConfig, InvalidData, RewardComponentError
-from recal_gym.rewards.components import ComponentState, EpisodeView, Resolver
+from recal_gym.rewards.components import ComponentState
 from recal_gym.rewards.spec import RewardSpec
 from recal_gym.rewards.state import RewardState
+from recal_gym.rewards.view import EpisodeView, Resolver
 from recal_gym.types import EpisodeRecord, NameTable
 
 __all__ = ["EpisodeScore", "EpisodeScorer", "SpansMode", "rescore", "score_episode"]

@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 
 from recal_gym.errors import InvalidConfig, InvalidData
-from recal_gym.rewards.components import ComponentState, EpisodeView
+from recal_gym.rewards.components import ComponentState
 from recal_gym.rewards.spec import BalanceConfig, CostConfig, RewardSpec
+from recal_gym.rewards.view import EpisodeView
 from recal_gym.types import EpisodeRecord
 
 __all__ = [
