@@ -209,11 +209,14 @@ class BalanceState:
 
     def score_episode(self, ep: EpisodeView) -> float:
         """``r_balance`` of an episode (pure)."""
+        if not ep.route_counts:  # no routed call: N = 0
+            return float(self.config.empty_value)
         return self._score(self._episode_counts(ep))
 
     def observe(self, ep: EpisodeView) -> None:
         """Episode-mode update with an episode's route shares."""
-        self._update(self._episode_counts(ep))
+        if ep.route_counts:  # N = 0 changes nothing
+            self._update(self._episode_counts(ep))
 
     def observe_batch(self, eps: Sequence[EpisodeView]) -> None:
         """Batch-mode update with a batch's episodes."""
