@@ -22,7 +22,7 @@ from recal_gym.types import EpisodeRecord, NameTable
 if TYPE_CHECKING:
     from recal_gym.rewards.spec import RewardSpec
 
-__all__ = ["COUNTED_OUTCOMES", "EpisodeView", "Resolver"]
+__all__ = ["COUNTED_OUTCOMES", "EpisodeView", "GoldNormalizer", "Resolver"]
 
 COUNTED_OUTCOMES: tuple[str, ...] = ("executed", "call_failed")
 """Route outcomes that count as routed calls (routes in routing turns)."""
@@ -51,6 +51,34 @@ class Resolver:
             return found
 
 
+class GoldNormalizer:
+    """The SQuAD-normalised gold answers of each question, cached by the gold tuple (explicit, bounded).
+
+    A training run scores every question many times (G rollouts a step, many steps); the scorer normalises
+    each question's gold answers once. The cache holds at most ``max_size`` questions and is emptied when
+    full, so its memory stays bounded; it never changes a value.
+    """
+
+    __slots__ = ("_cache", "max_size")
+
+    def __init__(self, max_size: int = 65536) -> None:
+        """An empty cache of at most ``max_size`` questions."""
+        self.max_size = max_size
+        self._cache: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+    def __call__(self, golden: tuple[str, ...]) -> tuple[str, ...]:
+        """``tuple(normalize_answer(g) for g in golden)``, cached (an unhashable sequence is not cached)."""
+        try:
+            return self._cache[golden]
+        except KeyError:
+            if len(self._cache) >= self.max_size:
+                self._cache.clear()
+            found = self._cache[golden] = tuple(normalize_answer(g) for g in golden)
+            return found
+        except TypeError:  # e.g. a list of gold answers in a hand-built record
+            return tuple(normalize_answer(g) for g in golden)
+
+
 class EpisodeView:
     """A finished episode with everything scoring parses from it, computed at most once.
 
@@ -76,6 +104,7 @@ class EpisodeView:
         "_em",
         "_f1",
         "_format",
+        "_golds",
         "_golds_norm",
         "_info_texts",
         "_pairs",
@@ -99,9 +128,19 @@ class EpisodeView:
         spec: RewardSpec,
         *,
         resolve: Callable[[str], str | None] | None = None,
+        golds: Callable[[tuple[str, ...]], tuple[str, ...]] | None = None,
         spans: str = "record",
     ) -> None:
-        """Wrap ``record`` (nothing is computed until a component asks)."""
+        """Wrap ``record`` (nothing is computed until a component asks).
+
+        Args:
+            record: The finished episode.
+            spec: The reward spec being scored.
+            resolve: NAME → display name or ``None`` (default: a fresh :class:`Resolver` of the pool).
+            golds: Gold answers → normalised gold answers (default: normalise here; the scorer passes its
+                :class:`GoldNormalizer`).
+            spans: ``"record"`` or ``"infer"`` (where :attr:`info_texts` come from).
+        """
         self.record = record
         self.spec = spec
         self.transcript = record.transcript
@@ -116,6 +155,7 @@ class EpisodeView:
         self._format: FormatResult | None = None
         self._answer: Any = EpisodeView._UNSET
         self._answer_norm: Any = EpisodeView._UNSET
+        self._golds = golds
         self._golds_norm: tuple[str, ...] | None = None
         self._em: float | None = None
         self._f1: float | None = None
@@ -184,7 +224,11 @@ class EpisodeView:
     def golden_normalized(self) -> tuple[str, ...]:
         """The gold answers after SQuAD normalisation (``docs/rewards.md`` §3), computed once."""
         if self._golds_norm is None:
-            self._golds_norm = tuple(normalize_answer(g) for g in self.golden_answers)
+            golds = self._golds
+            if golds is None:
+                self._golds_norm = tuple(normalize_answer(g) for g in self.golden_answers)
+            else:
+                self._golds_norm = golds(self.golden_answers)
         return self._golds_norm
 
     @property
