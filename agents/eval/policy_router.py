@@ -17,7 +17,9 @@ The router plays the policy's own turns. Its episodes run with the env settings 
 ``max_start_length``, the policy tokenizer as token counter: :meth:`PolicyRouter.env_kwargs`); the
 question set, pool and reward come from the evaluation. Decoding is greedy by default (top-k = 1);
 ``sample=True`` samples at the training temperature (or ``temperature``) with its top-p/top-k, from a
-generator seeded by ``seed``.
+generator seeded by ``seed``. Sampling runs the way the training sampler did: the config's precision
+(``auto``: bf16 autocast where the CPU has native bf16, ``docs/learner.md`` §6), KV-cache mode and
+logits mode, so a checkpoint is evaluated as the policy it was trained as (fp32 weights, bf16 compute).
 
 :meth:`PolicyRouter.play_batch` plays many episodes at once in a :class:`~envs.vector.RouterQAVectorEnv`
 (batched generation, one pool batch per turn); ``reset``/``act`` play one episode at a time, so the
@@ -38,6 +40,7 @@ import torch
 from agents.grpo.checkpoint import find_checkpoint, is_checkpoint, read_checkpoint, read_manifest
 from agents.grpo.config import TrainConfig
 from agents.grpo.engines import HFEngine, SamplingParams
+from agents.grpo.precision import resolve_precision
 from agents.grpo.rollout import TextCodec, Turn, play
 from recal_gym.errors import CorruptCheckpoint, InvalidConfig
 
@@ -81,7 +84,13 @@ class PolicyRouter:
         self.codec = TextCodec(tokenizer)
         self.config = config
         self.name = name
-        self.engine = HFEngine(self.model, tokenizer)
+        self.engine = HFEngine(
+            self.model,
+            tokenizer,
+            precision=resolve_precision(config.precision),
+            kv_cache=config.kv_cache,
+            logits=config.logits,
+        )
         if sample:
             self.params = SamplingParams(
                 max_new_tokens=config.max_new_tokens,

@@ -192,6 +192,31 @@ def test_sampling_flags_reach_the_policy(trained_run: Path, tmp_path: Path, caps
     assert outs[0] == outs[1]  # sampled evaluation repeats under the same --seed
 
 
+@pytest.mark.slow
+def test_checkpoint_router_samples_like_the_training_sampler(trained_run: Path) -> None:
+    """The engine takes precision, KV cache and logits mode from the run's config (bf16 where trained so)."""
+    import dataclasses
+
+    import torch
+
+    from agents.eval.policy_router import PolicyRouter, load_router
+    from agents.grpo.precision import resolve_precision
+
+    base = load_router(trained_run)
+    assert base.engine.precision == resolve_precision(base.config.precision)
+    cfg = dataclasses.replace(base.config, precision="bf16", kv_cache="dynamic", logits="all")
+    bf16 = PolicyRouter(base.model, base.codec.tokenizer, cfg)
+    assert (bf16.engine.precision, bf16.engine.kv_cache, bf16.engine.logits) == ("bf16", "dynamic", "all")
+    ctx = base.codec.encode("<think>q</think>")
+    seen: list[torch.dtype] = []
+    hook = base.model.get_output_embeddings().register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    try:
+        bf16.engine.generate([ctx], bf16.params, torch.Generator().manual_seed(0))
+    finally:
+        hook.remove()
+    assert seen and seen[0] == torch.bfloat16  # the head ran under bf16 autocast
+
+
 def test_split_flags_pick_held_out_questions(capsys, tmp_path: Path) -> None:
     from recal_gym.data import load_questions
     from recal_gym.data.sampling import train_test_split
