@@ -124,10 +124,15 @@ def check_format_pairs(
     Returns:
         A :class:`FormatResult` equal to ``check_format(transcript, table)``; never raises for any string.
     """
-    searches = [c for t, c in pairs if t == "search"]
-    syntax = tuple(_route_syntax_ok(c) for c in searches)
-    valid = tuple(s and resolve(c.strip().split(":", 1)[0]) is not None for c, s in zip(searches, syntax, strict=True))
-    error = _first_failure(transcript, pairs, syntax, valid)
+    tags = [t for t, _ in pairs]
+    if "search" in tags:
+        searches = [c for t, c in pairs if t == "search"]
+        syntax = tuple(map(_route_syntax_ok, searches))
+        names = [c.strip().split(":", 1)[0] for c in searches]
+        valid = tuple([s and resolve(n) is not None for n, s in zip(names, syntax, strict=True)])
+    else:
+        syntax = valid = ()
+    error = _first_failure(transcript, pairs, tags, syntax, valid)
     return FormatResult(ok=not error, error=error, search_valid=valid, syntax_ok=syntax)
 
 
@@ -137,7 +142,11 @@ def _nested(pairs: Sequence[tuple[str, str]]) -> bool:
 
 
 def _first_failure(
-    transcript: str, pairs: Sequence[tuple[str, str]], syntax: tuple[bool, ...], valid: tuple[bool, ...]
+    transcript: str,
+    pairs: Sequence[tuple[str, str]],
+    tags: list[str],
+    syntax: tuple[bool, ...],
+    valid: tuple[bool, ...],
 ) -> FormatError:
     """The id of the first failing rule F1-F9 in Router-R1's order (``""`` when all pass); lazy."""
     if not pairs:
@@ -148,11 +157,11 @@ def _first_failure(
     clean = transcript.count("<") == 2 * len(pairs)
     if not clean and not _balanced(transcript):
         return "unbalanced_tags"
-    if any(t == "think" and c.strip() in ("", "...") for t, c in pairs):
+    if any([t == "think" and c.strip() in ("", "...") for t, c in pairs]):
         return "empty_think"
     if not clean and _nested(pairs):
         return "nested_tags"
-    if not _counts_ok([t for t, _ in pairs]):
+    if not _counts_ok(tags):
         return "block_counts"
     stripped = transcript.strip()
     if not stripped.startswith("<think>"):
