@@ -5,6 +5,9 @@ Issue target (``docs/rewards.md`` §14.6): ``score_episode`` costs at most 4 sca
 Router-R1-style format + EM check (``check_format`` then ``exact_match`` of the last answer: no spec, no
 components, no state). Every function is timed on the same transcript, interleaved, and each transcript's
 cost is the minimum over rounds (robust to a loaded machine), so the ratios are measured side by side.
+The reference ``scan`` is ``scan_blocks`` (the protocol's block scan, building ``Block`` objects); the
+scorer's own shared scan, ``scan_block_pairs`` (the same regex pass returning ``(tag, content)`` tuples),
+is timed too (``scan_pairs``), so the JSON shows how much of the budget that one pass takes.
 
 Transcripts are real RouterQA episodes: embedded questions, the simulated pool, and scripted routers
 (direct answers, one or several routes to random or fixed models, malformed turns). The reward state is
@@ -32,7 +35,7 @@ import numpy as np
 from agents.eval.baselines import DirectRouter, RandomRouter, SingleModelRouter
 from agents.eval.evaluation import run_episode
 from envs.router_qa import RouterQAEnv
-from recal_gym.protocol import last_answer, scan_blocks
+from recal_gym.protocol import last_answer, scan_block_pairs, scan_blocks
 from recal_gym.rewards import EpisodeScorer, RewardState, make_spec
 from recal_gym.rewards.answer_metrics import exact_match
 from recal_gym.rewards.format_rules import check_format
@@ -106,6 +109,7 @@ def measure(records: list[EpisodeRecord], rounds: int, budget_s: float) -> dict:
     rc, rc_state = _warm("recal", records)
     fns: dict[str, Callable[[EpisodeRecord], object]] = {
         "scan": lambda r: scan_blocks(r.transcript),
+        "scan_pairs": lambda r: scan_block_pairs(r.transcript),
         "lean_format_em": lambda r: (
             check_format(r.transcript, r.pool),
             exact_match(last_answer(r.transcript), r.golden_answers),
@@ -125,7 +129,7 @@ def measure(records: list[EpisodeRecord], rounds: int, budget_s: float) -> dict:
             times[name].append(best[name])
     scan = np.array(times["scan"])
     out: dict = {"median_us": {k: float(np.median(v)) * 1e6 for k, v in times.items()}, "ratio_to_scan": {}}
-    for name in ("lean_format_em", "router-r1", "recal"):
+    for name in ("scan_pairs", "lean_format_em", "router-r1", "recal"):
         ratio = np.array(times[name]) / scan
         q25, q50, q75 = (float(x) for x in np.percentile(ratio, [25, 50, 75]))
         out["ratio_to_scan"][name] = {"median": q50, "p25": q25, "p75": q75}

@@ -23,6 +23,7 @@ __all__ = [
     "last_answer",
     "neutralise",
     "parse_action",
+    "scan_block_pairs",
     "scan_blocks",
     "scrub_surrogates",
 ]
@@ -83,6 +84,23 @@ def scan_blocks(text: str) -> list[Block]:
         )
         for m in _BLOCK_RE.finditer(text)
     ]
+
+
+def scan_block_pairs(text: str) -> list[tuple[str, str]]:
+    """The ``(tag, content)`` of every block of :func:`scan_blocks`, without offsets.
+
+    The same single regex pass as :func:`scan_blocks` (``docs/protocol.md`` §4), returning plain tuples
+    instead of :class:`Block` objects: ``scan_block_pairs(t) == [(b.tag, b.content) for b in
+    scan_blocks(t)]`` for every string. The scorer's format check, answer and route counts read only tags
+    and contents, and building the frozen :class:`Block` objects costs more than the regex itself.
+
+    Args:
+        text: Any string.
+
+    Returns:
+        ``(tag, content)`` pairs in order of appearance.
+    """
+    return _BLOCK_RE.findall(text)
 
 
 def last_answer(text: str) -> str | None:

@@ -1,8 +1,8 @@
 """The reward pipeline: components, gates, specs, state, scoring and reward batches.
 
 Modules: ``answer_metrics`` (SQuAD normalisation, EM, F1, containment), ``format_rules`` (F1-F9),
-``components`` (the component registry and the shared :class:`EpisodeView`), ``gates`` (gates as
-data), ``spec`` (:class:`RewardSpec`, :class:`ComponentSpec`, the fold), ``presets`` (presets,
+``components`` (the component registry), ``view`` (the shared :class:`EpisodeView`), ``gates`` (gates
+as data), ``spec`` (:class:`RewardSpec`, :class:`ComponentSpec`, the fold), ``presets`` (presets,
 overrides, spec files), ``state`` (:class:`RewardState`), ``scoring`` (:class:`EpisodeScorer`,
 :func:`score_episode`, :func:`rescore`) and ``batch`` (:func:`reward_arrays_from_infos`). See
 ``docs/rewards.md``.

@@ -27,8 +27,21 @@ __all__ = [
 ContainMode = Literal["token", "substring"]
 
 _PUNCT_TABLE = str.maketrans("", "", string.punctuation)  # the 32 ASCII punctuation characters only
+_PUNCT_BYTES = string.punctuation.encode("ascii")
 _ARTICLES_RE = re.compile(r"\b(a|an|the)\b")  # str pattern: \b follows Unicode word characters
 _SPECIAL_WORDS = frozenset({"yes", "no", "noanswer"})
+
+
+def _lower_unpunct(s: str) -> str:
+    """``s.lower()`` without the 32 ASCII punctuation characters (steps 1-2 of :func:`normalize_answer`).
+
+    An ASCII string (the common case) is filtered as bytes, which is several times faster than
+    ``str.translate`` and deletes exactly the same characters.
+    """
+    low = s.lower()
+    if low.isascii():
+        return low.encode("ascii").translate(None, _PUNCT_BYTES).decode("ascii")
+    return low.translate(_PUNCT_TABLE)
 
 
 def normalize_answer(s: str) -> str:
@@ -44,8 +57,7 @@ def normalize_answer(s: str) -> str:
     Returns:
         The normalised string, e.g. ``"The Beatles!"`` -> ``"beatles"``, ``"a-ha"`` -> ``"aha"``.
     """
-    s = s.lower().translate(_PUNCT_TABLE)
-    s = _ARTICLES_RE.sub(" ", s)
+    s = _ARTICLES_RE.sub(" ", _lower_unpunct(s))
     return " ".join(s.split())
 
 
@@ -162,7 +174,7 @@ def f1_normalized(p: str | None, golden_normalized: Sequence[str]) -> float:
 
 def contains_normalized(text: str, golden_normalized: Sequence[str], mode: ContainMode = "token") -> bool:
     """:func:`contains_answer` of raw ``text`` against already normalised golds (empty golds never match)."""
-    lowered = text.lower().translate(_PUNCT_TABLE)
+    lowered = _lower_unpunct(text)
     # Every token of normalize_answer(text) is a substring of `lowered`; a gold whose first token is not
     # one cannot match, so most replies skip the article regex (exact, and the common case).
     if not any(q and q.split(" ", 1)[0] in lowered for q in golden_normalized):

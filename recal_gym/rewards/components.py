@@ -1,11 +1,12 @@
-"""The reward-component registry and the shared per-episode view (``docs/rewards.md`` §14.1).
+"""The reward-component registry (``docs/rewards.md`` §14.1).
 
 A reward **component** is a named, pure function of a finished episode returning a finite float in a
-declared range. It receives an :class:`EpisodeView`: the :class:`~recal_gym.types.EpisodeRecord` plus
-everything scoring parses from it, computed once and shared by every component (one block scan, one
-format check, the answer, EM/F1, the information blocks, route counts, cost and latency). A
-**stateful** component (balance, cost) is a class whose instances hold its history; the
-:class:`~recal_gym.rewards.state.RewardState` holds one instance per stateful component of a spec.
+declared range. It receives an :class:`~recal_gym.rewards.view.EpisodeView` (re-exported here): the
+:class:`~recal_gym.types.EpisodeRecord` plus everything scoring parses from it, computed once and shared
+by every component (one block scan, one format check, the answer, EM/F1, the information blocks, route
+counts, cost and latency). A **stateful** component (balance, cost) is a class whose instances hold its
+history; the :class:`~recal_gym.rewards.state.RewardState` holds one instance per stateful component of a
+spec.
 
 Register a component with :func:`register_component`::
 
@@ -26,23 +27,15 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from recal_gym.errors import InvalidConfig, InvalidData, UnknownComponent, close_matches_hint
-from recal_gym.protocol import Block, last_answer, scan_blocks
-from recal_gym.resolver import resolve_model
-from recal_gym.rewards.answer_metrics import (
-    contains_normalized,
-    exact_match_normalized,
-    f1_normalized,
-    normalize_answer,
-)
-from recal_gym.rewards.format_rules import FormatResult, check_format, route_score
-from recal_gym.types import EpisodeRecord, NameTable
+from recal_gym.rewards.answer_metrics import contains_normalized
+from recal_gym.rewards.format_rules import route_score
+from recal_gym.rewards.view import COUNTED_OUTCOMES, EpisodeView, Resolver
 
 if TYPE_CHECKING:
     from recal_gym.rewards.spec import RewardSpec
@@ -50,6 +43,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BUILTIN_COMPONENTS",
     "COMPONENT_REGISTRY",
+    "COUNTED_OUTCOMES",
     "ComponentDef",
     "ComponentState",
     "EpisodeView",
@@ -59,272 +53,6 @@ __all__ = [
     "register_component",
     "unregister_component",
 ]
-
-COUNTED_OUTCOMES: tuple[str, ...] = ("executed", "call_failed")
-"""Route outcomes that count as routed calls (routes in routing turns)."""
-
-
-class Resolver:
-    """Model-name resolution for one pool's name table, with a per-name cache (explicit, per pool).
-
-    Scoring resolves every search block's NAME (format rule F9, the route component, route counts of
-    foreign logs); a log re-scores the same few names thousands of times.
-    """
-
-    __slots__ = ("_cache", "table")
-
-    def __init__(self, table: NameTable) -> None:
-        """Wrap ``table`` with an empty cache."""
-        self.table = table
-        self._cache: dict[str, str | None] = {}
-
-    def __call__(self, name: str) -> str | None:
-        """``resolve_model(name, table)``, cached."""
-        try:
-            return self._cache[name]
-        except KeyError:
-            found = self._cache[name] = resolve_model(name, self.table)
-            return found
-
-
-class EpisodeView:
-    """A finished episode with everything scoring parses from it, computed at most once.
-
-    Components read these attributes; none of them mutates the record. Lazily computed values are
-    cached on the view, so ``format``, ``route`` and the route counts share one block scan.
-
-    Attributes:
-        record: The episode record.
-        spec: The reward spec being scored (built-in components read their settings from it).
-        transcript: ``record.transcript``.
-        golden_answers: ``record.golden_answers``.
-        data_source: ``record.data_source``.
-        question_id: ``record.question_id``.
-        pool: The pool's name table (``record.pool``).
-        spans_mode: ``"record"`` (information blocks from ``information_spans``) or ``"infer"``.
-    """
-
-    __slots__ = (
-        "_answer",
-        "_answer_norm",
-        "_blocks",
-        "_counts",
-        "_em",
-        "_f1",
-        "_format",
-        "_golds_norm",
-        "_info_texts",
-        "_raw_cost",
-        "_resolve",
-        "data_source",
-        "golden_answers",
-        "pool",
-        "question_id",
-        "record",
-        "spans_mode",
-        "spec",
-        "transcript",
-    )
-
-    _UNSET: Any = object()
-
-    def __init__(
-        self,
-        record: EpisodeRecord,
-        spec: RewardSpec,
-        *,
-        resolve: Callable[[str], str | None] | None = None,
-        spans: str = "record",
-    ) -> None:
-        """Wrap ``record`` (nothing is computed until a component asks)."""
-        self.record = record
-        self.spec = spec
-        self.transcript = record.transcript
-        self.golden_answers = record.golden_answers
-        self.data_source = record.data_source
-        self.question_id = record.question_id
-        self.pool = record.pool
-        self.spans_mode = spans
-        self._resolve = resolve if resolve is not None else Resolver(record.pool)
-        self._blocks: list[Block] | None = None
-        self._format: FormatResult | None = None
-        self._answer: Any = EpisodeView._UNSET
-        self._answer_norm: Any = EpisodeView._UNSET
-        self._golds_norm: tuple[str, ...] | None = None
-        self._em: float | None = None
-        self._f1: float | None = None
-        self._info_texts: list[str] | None = None
-        self._raw_cost: Any = EpisodeView._UNSET
-        self._counts: dict[str, int] | None = None
-
-    # ------------------------------------------------------------------ parsing (cached)
-    @property
-    def blocks(self) -> list[Block]:
-        """The transcript's block scan (``docs/protocol.md`` §4), computed once."""
-        if self._blocks is None:
-            self._blocks = scan_blocks(self.transcript)
-        return self._blocks
-
-    @property
-    def format(self) -> FormatResult:
-        """The format rules F1-F9 (``docs/rewards.md`` §6) on the shared block scan."""
-        if self._format is None:
-            self._format = check_format(self.transcript, self.pool, spans=self.blocks, resolve=self._resolve)
-        return self._format
-
-    @property
-    def format_ok(self) -> bool:
-        """Every format rule passes."""
-        return self.format.ok
-
-    @property
-    def answer(self) -> str:
-        """The stripped content of the last answer block (``docs/rewards.md`` §2); ``""`` if none."""
-        found = self._last_answer()
-        return "" if found is None else found
-
-    @property
-    def has_answer(self) -> bool:
-        """Whether the transcript holds an answer block."""
-        return self._last_answer() is not None
-
-    def _last_answer(self) -> str | None:
-        if self._answer is EpisodeView._UNSET:
-            # The answer-only scan equals the last answer block of the shared scan whenever every
-            # "<answer>" string starts a block of that scan (then no answer hides inside another
-            # block); otherwise fall back to the separate answer scan (Router-R1's behaviour).
-            answers = [b for b in self.blocks if b.tag == "answer"]
-            if self.transcript.count("<answer>") == len(answers):
-                self._answer = answers[-1].content.strip() if answers else None
-            else:
-                self._answer = last_answer(self.transcript)
-        return self._answer  # type: ignore[no-any-return]
-
-    @property
-    def golden_normalized(self) -> tuple[str, ...]:
-        """The gold answers after SQuAD normalisation (``docs/rewards.md`` §3), computed once."""
-        if self._golds_norm is None:
-            self._golds_norm = tuple(normalize_answer(g) for g in self.golden_answers)
-        return self._golds_norm
-
-    @property
-    def answer_normalized(self) -> str | None:
-        """The normalised final answer, ``None`` without one."""
-        if self._answer_norm is EpisodeView._UNSET:
-            found = self._last_answer()
-            self._answer_norm = None if found is None else normalize_answer(found)
-        return self._answer_norm  # type: ignore[no-any-return]
-
-    @property
-    def em(self) -> float:
-        """Ungated exact match of the final answer (0.0 without one)."""
-        if self._em is None:
-            self._em = exact_match_normalized(self.answer_normalized, self.golden_normalized)
-        return self._em
-
-    @property
-    def f1(self) -> float:
-        """Ungated token F1 of the final answer (0.0 without one)."""
-        if self._f1 is None:
-            self._f1 = f1_normalized(self.answer_normalized, self.golden_normalized)
-        return self._f1
-
-    @property
-    def info_texts(self) -> list[str]:
-        """Contents of the information blocks the ``info`` component may read (``docs/rewards.md`` §5).
-
-        Raises:
-            InvalidData: the record has no ``information_spans`` (score with ``spans="infer"``) or a span
-                lies outside the transcript.
-        """
-        if self._info_texts is None:
-            self._info_texts = self._read_info_texts()
-        return self._info_texts
-
-    def _read_info_texts(self) -> list[str]:
-        if self.spans_mode == "infer":  # a foreign log: every scanned information block except None splices
-            return [b.content for b in self.blocks if b.tag == "information" and b.content != "None"]
-        spans = self.record.information_spans
-        if spans is None:
-            raise InvalidData(
-                f"episode record {self.question_id!r} has no 'information_spans'; score a foreign log with "
-                "spans='infer'"
-            )
-        n = len(self.transcript)
-        texts = []
-        for start, end in spans:
-            if not 0 <= start <= end <= n:
-                raise InvalidData(
-                    f"episode record {self.question_id!r}: information span {(start, end)} is outside the "
-                    f"transcript (length {n})"
-                )
-            texts.append(self.transcript[start:end])
-        return texts
-
-    # ------------------------------------------------------------------ calls, cost, latency
-    @property
-    def route_counts(self) -> dict[str, int]:
-        """Routed calls per resolved model name (``docs/rewards.md`` §9).
-
-        With ``calls``: routes with outcome ``executed`` or ``call_failed``, by resolved model. For a foreign
-        log without ``calls``: search blocks whose NAME resolves and whose next block is an information
-        block (the environment answered it).
-        """
-        if self._counts is None:
-            counts: dict[str, int] = {}
-            calls = self.record.calls
-            if calls is not None:
-                for call in calls:
-                    if call.outcome in COUNTED_OUTCOMES and call.model:
-                        counts[call.model] = counts.get(call.model, 0) + 1
-            else:
-                blocks = self.blocks
-                for b, nxt in itertools.pairwise(blocks):
-                    if b.tag != "search" or nxt.tag != "information" or ":" not in b.content:
-                        continue
-                    model = self._resolve(b.content.split(":", 1)[0])
-                    if model is not None:
-                        counts[model] = counts.get(model, 0) + 1
-            self._counts = counts
-        return self._counts
-
-    @property
-    def n_calls(self) -> int:
-        """Number of routed calls (executed or failed; unknown names and final-turn routes excluded)."""
-        return sum(self.route_counts.values())
-
-    @property
-    def raw_cost(self) -> float | None:
-        """Σ ``completion_tokens × price`` of executed calls in µ$; the record's ``raw_cost`` without calls."""
-        if self._raw_cost is EpisodeView._UNSET:
-            calls = self.record.calls
-            if calls is not None:
-                total = 0.0
-                for call in calls:
-                    if call.outcome == "executed":
-                        total = total + call.completion_tokens * call.price_per_1m
-                self._raw_cost = total
-            else:
-                self._raw_cost = None if self.record.raw_cost is None else float(self.record.raw_cost)
-        return self._raw_cost  # type: ignore[no-any-return]
-
-    @property
-    def latency_s(self) -> float | None:
-        """Σ latency of executed calls in seconds; ``None`` when a call's latency is unknown."""
-        calls = self.record.calls
-        if calls is None:
-            return None
-        total = 0.0
-        for call in calls:
-            if call.outcome == "executed":
-                if call.latency_s is None:
-                    return None
-                total = total + call.latency_s
-        return total
-
-    def weight(self, name: str) -> float:
-        """The spec's weight of component ``name`` (0.0 if the spec has no such component)."""
-        return self.spec.weight_of(name)
 
 
 @runtime_checkable

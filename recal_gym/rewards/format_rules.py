@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from recal_gym.protocol import RESERVED_TAGS, TAG_STRINGS, Block, scan_blocks
+from recal_gym.protocol import RESERVED_TAGS, TAG_STRINGS, Block, scan_block_pairs
 from recal_gym.resolver import resolve_model
 from recal_gym.types import NameTable
 
@@ -20,6 +20,7 @@ __all__ = [
     "FormatError",
     "FormatResult",
     "check_format",
+    "check_format_pairs",
     "route_score",
     "search_block_valid",
 ]
@@ -78,8 +79,7 @@ def _balanced(text: str) -> bool:
     return all(text.count(f"<{t}>") == text.count(f"</{t}>") for t in RESERVED_TAGS)
 
 
-def _counts_ok(blocks: Sequence[Block]) -> bool:
-    tags = [b.tag for b in blocks]
+def _counts_ok(tags: list[str]) -> bool:
     return tags.count("answer") == 1 and tags.count("think") >= 1 and tags.count("search") == tags.count("information")
 
 
@@ -98,40 +98,72 @@ def check_format(
         spans: The transcript's block scan (``scan_blocks(transcript)``) when the caller already
             has it; ``None`` scans here.
         resolve: NAME → display name or ``None`` (e.g. a cached
-            :class:`~recal_gym.rewards.components.Resolver`); default ``resolve_model(name, table)``.
+            :class:`~recal_gym.rewards.view.Resolver`); default ``resolve_model(name, table)``.
 
     Returns:
         A :class:`FormatResult`; never raises for any string.
     """
-    blocks = scan_blocks(transcript) if spans is None else spans
-    searches = [b.content for b in blocks if b.tag == "search"]
-    syntax = tuple(_route_syntax_ok(c) for c in searches)
+    pairs = scan_block_pairs(transcript) if spans is None else [(b.tag, b.content) for b in spans]
     res = resolve if resolve is not None else (lambda name: resolve_model(name, table))
-    valid = tuple(s and res(c.strip().split(":", 1)[0]) is not None for c, s in zip(searches, syntax, strict=True))
-    stripped = transcript.strip()
-    error = _first_failure(transcript, stripped, blocks, syntax, valid)
+    return check_format_pairs(transcript, pairs, res)
+
+
+def check_format_pairs(
+    transcript: str, pairs: Sequence[tuple[str, str]], resolve: Callable[[str], str | None]
+) -> FormatResult:
+    """:func:`check_format` on the transcript's ``(tag, content)`` block scan (``scan_block_pairs``).
+
+    The scorer's form: the :class:`~recal_gym.rewards.view.EpisodeView` shares one scan between
+    the format check, the answer and the route counts.
+
+    Args:
+        transcript: The episode transcript as scored.
+        pairs: ``scan_block_pairs(transcript)``.
+        resolve: NAME → display name or ``None`` (F9).
+
+    Returns:
+        A :class:`FormatResult` equal to ``check_format(transcript, table)``; never raises for any string.
+    """
+    tags = [t for t, _ in pairs]
+    if "search" in tags:
+        searches = [c for t, c in pairs if t == "search"]
+        syntax = tuple(map(_route_syntax_ok, searches))
+        names = [c.strip().split(":", 1)[0] for c in searches]
+        valid = tuple([s and resolve(n) is not None for n, s in zip(names, syntax, strict=True)])
+    else:
+        syntax = valid = ()
+    error = _first_failure(transcript, pairs, tags, syntax, valid)
     return FormatResult(ok=not error, error=error, search_valid=valid, syntax_ok=syntax)
 
 
-def _nested(blocks: Sequence[Block]) -> bool:
+def _nested(pairs: Sequence[tuple[str, str]]) -> bool:
     """F4 fails: some block's content holds a reserved tag string (a '<' check first: most content has none)."""
-    return any("<" in b.content and any(tag in b.content for tag in TAG_STRINGS) for b in blocks)
+    return any("<" in c and any(tag in c for tag in TAG_STRINGS) for _, c in pairs)
 
 
 def _first_failure(
-    transcript: str, stripped: str, blocks: Sequence[Block], syntax: tuple[bool, ...], valid: tuple[bool, ...]
+    transcript: str,
+    pairs: Sequence[tuple[str, str]],
+    tags: list[str],
+    syntax: tuple[bool, ...],
+    valid: tuple[bool, ...],
 ) -> FormatError:
     """The id of the first failing rule F1-F9 in Router-R1's order (``""`` when all pass); lazy."""
-    if not blocks:
+    if not pairs:
         return "no_blocks"
-    if not _balanced(transcript):
+    # Every block has exactly two '<' in its own tags, and blocks do not overlap. When the transcript has
+    # no other '<', each reserved tag string in it is one of those tags (F2 holds: one opening and one
+    # closing string per block) and no content holds a '<' (F4 holds): one count instead of nine scans.
+    clean = transcript.count("<") == 2 * len(pairs)
+    if not clean and not _balanced(transcript):
         return "unbalanced_tags"
-    if any(b.tag == "think" and b.content.strip() in ("", "...") for b in blocks):
+    if any([t == "think" and c.strip() in ("", "...") for t, c in pairs]):
         return "empty_think"
-    if _nested(blocks):
+    if not clean and _nested(pairs):
         return "nested_tags"
-    if not _counts_ok(blocks):
+    if not _counts_ok(tags):
         return "block_counts"
+    stripped = transcript.strip()
     if not stripped.startswith("<think>"):
         return "not_starting_with_think"
     if not stripped.endswith("</answer>"):

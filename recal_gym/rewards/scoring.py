@@ -1,9 +1,9 @@
 """Scoring one finished episode, online or offline (``docs/rewards.md`` §13, §14).
 
 :class:`EpisodeScorer` is a reward spec compiled for scoring: the environment's terminal reward and the
-offline re-scorer use it. One :class:`~recal_gym.rewards.components.EpisodeView` per episode shares one
+offline re-scorer use it. One :class:`~recal_gym.rewards.view.EpisodeView` per episode shares one
 block scan between all components; gates are evaluated on plain floats; model names are resolved once
-per pool (:class:`~recal_gym.rewards.components.Resolver`). :func:`score_episode` is the pure functional
+per pool (:class:`~recal_gym.rewards.view.Resolver`). :func:`score_episode` is the pure functional
 form (it returns the *new* state); :func:`rescore` folds the scorer over a logged run, so replaying a
 run's records from the same initial state reproduces every online reward bit for bit.
 """
@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 from recal_gym.errors import InvalidConfig, InvalidData, RewardComponentError
-from recal_gym.rewards.components import ComponentState, EpisodeView, Resolver
+from recal_gym.rewards.components import ComponentState
 from recal_gym.rewards.spec import RewardSpec
 from recal_gym.rewards.state import RewardState
+from recal_gym.rewards.view import EpisodeView, GoldNormalizer, Resolver
 from recal_gym.types import EpisodeRecord, NameTable
 
 __all__ = ["EpisodeScore", "EpisodeScorer", "SpansMode", "rescore", "score_episode"]
@@ -101,6 +102,7 @@ class EpisodeScorer:
             slot = unique.setdefault(c.gate.canonical(), len(unique))
             compiled.append(_Compiled(c.name, float(c.weight), slot, lo, hi, d.fn, c.params_dict))
         self._compiled: tuple[_Compiled, ...] = tuple(compiled)
+        self._fold: tuple[tuple[str, float, int], ...] = tuple((c.name, c.weight, c.gate) for c in compiled)
         gates = {text: next(c.gate for c in spec.components if c.gate.canonical() == text) for text in unique}
         self._gates: tuple[Callable[[dict[str, float], float], bool], ...] = tuple(g.compile() for g in gates.values())
         self.names: tuple[str, ...] = spec.names
@@ -108,13 +110,14 @@ class EpisodeScorer:
         self._stateful = tuple(c.name for c in compiled if c.fn is None)
         self._resolvers: dict[NameTable, Resolver] = {}
         self._by_id: dict[int, tuple[NameTable, Resolver]] = {}
+        self._golds = GoldNormalizer()
 
     def default_state(self, listed: Sequence[str]) -> RewardState:
         """A fresh :class:`RewardState` for this spec over ``listed``."""
         return RewardState.default(self.spec, listed)
 
     def view(self, record: EpisodeRecord, spans: SpansMode = "record") -> EpisodeView:
-        """The shared view of ``record`` (name resolution cached per pool name table)."""
+        """The shared view of ``record`` (name resolution cached per pool name table, gold answers per question)."""
         if spans not in ("record", "infer"):
             raise InvalidConfig(f"score_episode: spans={spans!r}: must be 'record' or 'infer'")
         table = record.pool
@@ -126,29 +129,21 @@ class EpisodeScorer:
             resolver = found if found is not None else Resolver(table)
             self._resolvers[table] = resolver
             self._by_id[id(table)] = (table, resolver)  # keeps `table` alive, so its id cannot be reused
-        return EpisodeView(record, self.spec, resolve=resolver, spans=spans)
+        return EpisodeView(record, self.spec, resolve=resolver, golds=self._golds, spans=spans)
 
     def _raw(self, ep: EpisodeView, state: RewardState) -> dict[str, float]:
         raw: dict[str, float] = {}
         for c in self._compiled:
-            if c.fn is None:
+            fn = c.fn
+            if fn is None:
                 st: ComponentState = state[c.name]
                 value = st.score_episode(ep)
             else:
-                value = c.fn(ep, **c.params) if c.params else c.fn(ep)
+                value = fn(ep, **c.params) if c.params else fn(ep)
             if not isinstance(value, float):
-                if isinstance(value, bool) or not isinstance(value, int):
-                    raise RewardComponentError(
-                        f"reward component {c.name!r} returned {value!r} ({type(value).__name__}) for episode "
-                        f"{ep.question_id!r}; components must return a float"
-                    )
-                value = float(value)
+                value = _as_float(c.name, value, ep)
             if not (c.lo <= value <= c.hi):  # also catches NaN
-                what = "a non-finite value" if not math.isfinite(value) else "a value outside its declared range"
-                raise RewardComponentError(
-                    f"reward component {c.name!r} returned {what} {value!r} for episode {ep.question_id!r}; "
-                    f"declared range [{c.lo}, {c.hi}] (values are never clipped)"
-                )
+                raise _out_of_range(c, value, ep)
             raw[c.name] = value
         return raw
 
@@ -166,12 +161,12 @@ class EpisodeScorer:
         gates: dict[str, float] = {}
         components: dict[str, float] = {}
         reward = 0.0
-        for c in self._compiled:
-            g = opened[c.gate]
-            gates[c.name] = g
-            value = g * raw[c.name] + 0.0  # + 0.0 turns -0.0 into +0.0
-            components[c.name] = value
-            reward = reward + c.weight * value
+        for name, weight, slot in self._fold:
+            g = opened[slot]
+            gates[name] = g
+            value = g * raw[name] + 0.0  # + 0.0 turns -0.0 into +0.0
+            components[name] = value
+            reward = reward + weight * value
         fmt = ep.format
         raw_cost = ep.raw_cost
         return EpisodeScore(
@@ -229,6 +224,24 @@ class EpisodeScorer:
         if update:
             state.observe(ep)
         return result
+
+
+def _as_float(name: str, value: object, ep: EpisodeView) -> float:
+    """An int component value as a float; anything else that is not a float is an error."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RewardComponentError(
+            f"reward component {name!r} returned {value!r} ({type(value).__name__}) for episode "
+            f"{ep.question_id!r}; components must return a float"
+        )
+    return float(value)
+
+
+def _out_of_range(c: _Compiled, value: float, ep: EpisodeView) -> RewardComponentError:
+    what = "a non-finite value" if not math.isfinite(value) else "a value outside its declared range"
+    return RewardComponentError(
+        f"reward component {c.name!r} returned {what} {value!r} for episode {ep.question_id!r}; "
+        f"declared range [{c.lo}, {c.hi}] (values are never clipped)"
+    )
 
 
 def score_episode(

@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 
 from recal_gym.errors import InvalidConfig, InvalidData
-from recal_gym.rewards.components import ComponentState, EpisodeView
+from recal_gym.rewards.components import ComponentState
 from recal_gym.rewards.spec import BalanceConfig, CostConfig, RewardSpec
+from recal_gym.rewards.view import EpisodeView
 from recal_gym.types import EpisodeRecord
 
 __all__ = [
@@ -208,11 +209,14 @@ class BalanceState:
 
     def score_episode(self, ep: EpisodeView) -> float:
         """``r_balance`` of an episode (pure)."""
+        if not ep.route_counts:  # no routed call: N = 0
+            return float(self.config.empty_value)
         return self._score(self._episode_counts(ep))
 
     def observe(self, ep: EpisodeView) -> None:
         """Episode-mode update with an episode's route shares."""
-        self._update(self._episode_counts(ep))
+        if ep.route_counts:  # N = 0 changes nothing
+            self._update(self._episode_counts(ep))
 
     def observe_batch(self, eps: Sequence[EpisodeView]) -> None:
         """Batch-mode update with a batch's episodes."""
@@ -300,13 +304,11 @@ class CostNormalizer:
         cfg = self.config
         t = self.transform(raw_cost)
         s = self._sorted
-        full = len(self.window) == self.window.maxlen
-        if full:  # the oldest value leaves the virtual window
-            s = list(s)
-            del s[bisect.bisect_left(s, self.window[0])]
-        if not s:
+        # A full window's oldest value leaves the virtual window: skipped by index, not copied out.
+        drop = bisect.bisect_left(s, self.window[0]) if len(self.window) == self.window.maxlen else -1
+        if len(s) == (drop >= 0):
             return float(cfg.fallback)  # one value: lo == hi
-        view = _Inserted(s, t)
+        view = _Inserted(s, t, drop)
         lo = linear_quantile(view, cfg.q_low)
         hi = linear_quantile(view, cfg.q_high)
         if hi - lo < cfg.eps:
@@ -370,21 +372,30 @@ class CostNormalizer:
 
 
 class _Inserted(Sequence[float]):
-    """Read-only view of an ascending list with one value inserted (no copy)."""
+    """Read-only ascending view of a sorted list with one value inserted and optionally one dropped (no copy).
 
-    __slots__ = ("_at", "_s", "_t")
+    ``_Inserted(s, t, drop)`` reads as ``sorted(s without s[drop], plus t)`` (``drop < 0``: nothing dropped).
+    """
 
-    def __init__(self, s: list[float], t: float) -> None:
-        self._s, self._t = s, t
-        self._at = bisect.bisect_left(s, t)
+    __slots__ = ("_at", "_drop", "_n", "_s", "_t")
+
+    def __init__(self, s: list[float], t: float, drop: int = -1) -> None:
+        self._s, self._t, self._drop = s, t, drop
+        at = bisect.bisect_left(s, t)
+        self._at = at - 1 if 0 <= drop < at else at  # s[drop] < t: one fewer value before t
+        self._n = len(s) + (0 if drop >= 0 else 1)
 
     def __len__(self) -> int:
-        return len(self._s) + 1
+        return self._n
 
     def __getitem__(self, i: int) -> float:  # type: ignore[override]  # int indices only
-        if i < self._at:
-            return self._s[i]
-        return self._t if i == self._at else self._s[i - 1]
+        at = self._at
+        if i == at:
+            return self._t
+        if i > at:
+            i -= 1  # an index of the list without t
+        drop = self._drop
+        return self._s[i + 1 if 0 <= drop <= i else i]
 
 
 class RewardState:

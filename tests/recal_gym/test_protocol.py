@@ -8,7 +8,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from recal_gym.protocol import TAG_STRINGS, cut_action, last_answer, neutralise, parse_action, scan_blocks
+from recal_gym.protocol import (
+    TAG_STRINGS,
+    cut_action,
+    last_answer,
+    neutralise,
+    parse_action,
+    scan_block_pairs,
+    scan_blocks,
+)
 
 
 def test_scan_blocks_left_to_right_non_overlapping() -> None:
@@ -23,6 +31,17 @@ def test_scan_blocks_left_to_right_non_overlapping() -> None:
 def test_blocks_span_lines_and_are_shortest() -> None:
     blocks = scan_blocks("<think>line1\nline2</think> <think>x</think>")
     assert [b.content for b in blocks] == ["line1\nline2", "x"]
+
+
+_SCAN_PIECES = st.sampled_from([*TAG_STRINGS, "<Think>", "<", ">", "/", "x", " ", "\n", "<think", "é", "None"])
+
+
+@given(st.lists(_SCAN_PIECES, max_size=30), st.text(max_size=20))
+def test_scan_block_pairs_is_the_block_scan_without_offsets(pieces: list[str], noise: str) -> None:
+    text = "".join(pieces) + noise
+    pairs = scan_block_pairs(text)
+    assert pairs == [(b.tag, b.content) for b in scan_blocks(text)]
+    assert all(type(p) is tuple and len(p) == 2 for p in pairs)
 
 
 def test_last_answer_takes_last_block_even_nested() -> None:

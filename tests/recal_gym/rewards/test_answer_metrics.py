@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import re
 import string
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from recal_gym.rewards.answer_metrics import contains_answer, exact_match, f1_score, normalize_answer
+from recal_gym.rewards.answer_metrics import (
+    contains_answer,
+    contains_normalized,
+    exact_match,
+    exact_match_normalized,
+    f1_normalized,
+    f1_score,
+    normalize_answer,
+)
 
 
 @pytest.mark.parametrize(
@@ -38,6 +47,16 @@ def test_normalize_removes_exactly_the_32_ascii_punctuation_characters() -> None
     assert len(string.punctuation) == 32
     assert normalize_answer("x" + string.punctuation + "y") == "xy"
     assert normalize_answer("x\u00bfy\u00a1z\u2014w") == "x\u00bfy\u00a1z\u2014w"
+
+
+_PLAIN_TABLE = str.maketrans("", "", string.punctuation)
+
+
+@given(st.one_of(st.text(), st.text(st.characters(max_codepoint=127)), st.text("Kk\u212aAa İ.-!,")))
+def test_normalize_equals_the_plain_steps(s: str) -> None:
+    # ASCII strings are filtered as bytes; every string must equal the four steps of docs/rewards.md §3.
+    plain = " ".join(re.sub(r"\b(a|an|the)\b", " ", s.lower().translate(_PLAIN_TABLE)).split())
+    assert normalize_answer(s) == plain
 
 
 @given(st.text())
@@ -140,3 +159,18 @@ def test_token_containment_implies_substring_containment(text: str, golds: list[
         assert contains_answer(text, golds, "substring")
     if exact_match(text, golds) == 1.0 and normalize_answer(text):
         assert contains_answer(text, golds, "token")
+
+
+_WORDS = st.text(st.sampled_from("ab tTHEe1.,-!\u00e9\u2019 "), max_size=30)
+
+
+@given(st.one_of(_WORDS, st.text(max_size=40)), st.lists(st.one_of(_WORDS, st.text(max_size=8)), max_size=3))
+def test_scorer_forms_on_normalised_golds_equal_the_plain_functions(text: str, golds: list[str]) -> None:
+    # The scorer normalises each gold once (and skips the article pass when no gold can occur): same values.
+    normed = tuple(normalize_answer(g) for g in golds)
+    for mode in ("token", "substring"):
+        assert contains_normalized(text, normed, mode) is contains_answer(text, golds, mode)  # type: ignore[arg-type]
+    p = normalize_answer(text)
+    assert exact_match_normalized(p, normed) == exact_match(text, golds)
+    assert f1_normalized(p, normed) == f1_score(text, golds)
+    assert exact_match_normalized(None, normed) == f1_normalized(None, normed) == 0.0

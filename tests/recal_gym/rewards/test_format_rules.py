@@ -6,8 +6,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from recal_gym.protocol import scan_blocks
-from recal_gym.rewards.format_rules import FORMAT_ERRORS, check_format, route_score, search_block_valid
+from recal_gym.protocol import RESERVED_TAGS, TAG_STRINGS, scan_block_pairs, scan_blocks
+from recal_gym.resolver import resolve_model
+from recal_gym.rewards.format_rules import (
+    FORMAT_ERRORS,
+    check_format,
+    check_format_pairs,
+    route_score,
+    search_block_valid,
+)
 from recal_gym.types import AliasRule, NameTable
 
 _NAMES = (
@@ -186,3 +193,56 @@ def test_check_format_never_raises_and_is_consistent(pieces: list[str]) -> None:
     assert 0.0 <= route_score(result, 1.0) <= 1.0
     if result.ok:
         assert transcript.strip().startswith("<think>") and transcript.strip().endswith("</answer>")
+
+
+def _f8(content: str) -> bool:
+    """F8 as docs/rewards.md §6 states it."""
+    c = content.strip()
+    if c.count(":") != 1:
+        return False
+    name, query = (x.strip().lower() for x in c.split(":"))
+    return bool(query) and "llm-name" not in c.lower() and "your-query" not in c.lower() and name not in query
+
+
+def _reference_error(transcript: str) -> str:
+    """F1-F9 of docs/rewards.md §6 written out plainly: every rule scans, no shortcut."""
+    blocks = scan_blocks(transcript)
+    tags = [b.tag for b in blocks]
+    searches = [b.content for b in blocks if b.tag == "search"]
+    stripped = transcript.strip()
+    rules = [
+        ("no_blocks", lambda: bool(blocks)),
+        (
+            "unbalanced_tags",
+            lambda: all(transcript.count(f"<{t}>") == transcript.count(f"</{t}>") for t in RESERVED_TAGS),
+        ),
+        ("empty_think", lambda: not any(b.tag == "think" and b.content.strip() in ("", "...") for b in blocks)),
+        ("nested_tags", lambda: not any(tag in b.content for b in blocks for tag in TAG_STRINGS)),
+        (
+            "block_counts",
+            lambda: (
+                tags.count("answer") == 1
+                and tags.count("think") >= 1
+                and tags.count("search") == tags.count("information")
+            ),
+        ),
+        ("not_starting_with_think", lambda: stripped.startswith("<think>")),
+        ("not_ending_with_answer", lambda: stripped.endswith("</answer>")),
+        ("bad_route_syntax", lambda: all(_f8(c) for c in searches)),
+        ("unknown_model", lambda: all(resolve_model(c.strip().split(":")[0], TABLE) is not None for c in searches)),
+    ]
+    return next((rule for rule, holds in rules if not holds()), "")
+
+
+_NOISY = st.sampled_from([*_TAGS, "qwen: q", "gpt: x", "...", " ", "\n", "a", ":", "<", "<Answer>", "</think", "< a >"])
+
+
+@given(st.lists(_NOISY, max_size=30))
+def test_check_format_matches_the_plain_rules(pieces: list[str]) -> None:
+    # The shared check counts '<' once instead of running F2 and F4 in full when every '<' is a block
+    # tag; the plain rules must agree on every transcript, clean or not.
+    transcript = "".join(pieces)
+    result = check_format(transcript, TABLE)
+    assert result.error == _reference_error(transcript)
+    pairs = scan_block_pairs(transcript)
+    assert check_format_pairs(transcript, pairs, lambda n: resolve_model(n, TABLE)) == result

@@ -12,11 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recal_gym.errors import InvalidConfig, InvalidData
-from recal_gym.protocol import cut_action, parse_action
+from recal_gym.protocol import cut_action, parse_action, scan_blocks
 from recal_gym.resolver import resolve_model
 from recal_gym.rewards import BUILTIN_COMPONENTS as COMPONENTS
 from recal_gym.rewards import RewardSpec, fold_reward, make_spec, recal_spec, router_r1_spec
-from recal_gym.rewards.scoring import EpisodeScore, rescore, score_episode
+from recal_gym.rewards.scoring import EpisodeScore, EpisodeScorer, rescore, score_episode
 from recal_gym.rewards.state import RewardState
 from recal_gym.types import AliasRule, CallRecord, EpisodeRecord, NameTable
 
@@ -415,3 +415,12 @@ def test_ranges_fold_and_purity(episodes: list[list[Turn]], spec: RewardSpec) ->
         if spec.name == "router-r1" and spec.answer_metric == "em":
             assert s.reward in (-1.0, 0.0, 1.0)
         state = s.state_after
+
+
+def test_view_shares_one_pair_scan_and_builds_blocks_only_on_request() -> None:
+    rec = EXPENSIVE
+    ep = EpisodeScorer(make_spec("recal")).view(rec)
+    assert ep.format.ok and ep.answer == "1950"
+    assert ep._blocks is None  # no built-in reads the offsets
+    assert ep.pairs == [(b.tag, b.content) for b in scan_blocks(rec.transcript)]
+    assert ep.blocks == scan_blocks(rec.transcript)

@@ -412,3 +412,17 @@ def test_balance_matches_the_numpy_formulas(m: int, rows: list[list[int]], mode:
     if mode == "batch" and shares:
         f = 0.9 * f + (1.0 - 0.9) * np.mean(np.stack(shares), axis=0)
     assert state.f.tolist() == f.tolist()
+
+
+@given(st.lists(st.integers(0, 6).map(float), min_size=1, max_size=12), st.integers(0, 6).map(float), st.data())
+def test_cost_window_view_is_the_sorted_window_with_one_value_in_and_one_out(
+    values: list[float], t: float, data: st.DataObject
+) -> None:
+    from recal_gym.rewards.state import _Inserted
+
+    s = sorted(values)
+    drop = data.draw(st.integers(-1, len(s) - 1))
+    kept = [v for i, v in enumerate(s) if i != drop]
+    view = _Inserted(s, t, drop)
+    assert len(view) == len(kept) + 1
+    assert [view[i] for i in range(len(view))] == sorted([*kept, t])
