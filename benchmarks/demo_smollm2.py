@@ -214,7 +214,49 @@ def _summary(seeds: list[dict[str, Any]], baselines: list[dict[str, Any]], targe
         "best_single": {"router": best["router"], "em": best["overall"]["em"], "cost": best["overall"]["cost"]},
         "stretch_met": final_m >= best["overall"]["em"] - 0.03 and final_cost <= best["overall"]["cost"],
         "final_cost_mean": final_cost,
+        "reward_optimal": (optimal := _reward_optimal(baselines)),
+        "optimal_share": (shift := _choice_shift(seeds, optimal)),
+        "moved_toward_optimal": [
+            shift[str(s["seed"])]["all"].get("final", 0.0) > shift[str(s["seed"])]["all"].get("warm", 0.0)
+            for s in seeds
+        ]
+        if "all" in optimal
+        else [],
     }
+
+
+def _reward_optimal(baselines: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per dataset (and ``all``), the single model with the highest mean reward under the preset's reward.
+
+    The single-model baselines are each model answering every question of the held-out set, so their
+    per-dataset mean reward is the pool's figures seen through the preset's reward spec.
+    """
+    best: dict[str, dict[str, Any]] = {}
+    for b in baselines:
+        if not b["router"].startswith("single:"):
+            continue
+        for row in [*b.get("datasets", []), b["overall"]]:
+            name = row.get("data_source", "all")
+            if name not in best or row["reward"] > best[name]["reward"]:
+                best[name] = {"model": b["router"].removeprefix("single:"), "reward": row["reward"], "em": row["em"]}
+    return best
+
+
+def _choice_shift(seeds: list[dict[str, Any]], optimal: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per seed and dataset: the share of routed calls that went to the reward-optimal model, warm vs final."""
+    out: dict[str, Any] = {}
+    for s in seeds:
+        rows: dict[str, Any] = {}
+        for key in ("warm", "final"):
+            for row in [*s[key].get("datasets", []), s[key]["overall"]]:
+                name = row.get("data_source", "all")
+                if name in optimal:
+                    calls = row.get("calls_per_model", {})
+                    total = sum(float(c) for c in calls.values())
+                    share = float(calls.get(optimal[name]["model"], 0.0)) / total if total > 0 else 0.0
+                    rows.setdefault(name, {})[key] = share
+        out[str(s["seed"])] = rows
+    return out
 
 
 def _band(ax: Any, runs: list[list[dict[str, Any]]], key: str, label: str | None = None) -> None:
@@ -303,6 +345,13 @@ def _summary_md(result: dict[str, Any]) -> str:
         f"{[round(t) for t in sm['rl_time_s_per_seed']]}; idle-machine estimate (wall x CPU share): "
         f"{[None if t is None else round(t) for t in sm['rl_time_idle_estimate_s_per_seed']]}.",
     ]
+    if sm.get("reward_optimal"):
+        lines += ["", "Reward-optimal single model per dataset under the preset's reward (the single-model baselines), "
+                  "and each seed's share of routed calls to it (warm start → final):", ""]  # fmt: skip
+        for name, o in sm["reward_optimal"].items():
+            shares = "; ".join(f"seed {seed}: {rows[name].get('warm', 0.0):.2f} → {rows[name].get('final', 0.0):.2f}"
+                               for seed, rows in sm["optimal_share"].items() if name in rows)  # fmt: skip
+            lines.append(f"- {name}: {o['model']} (reward {o['reward']:.3f}, EM {o['em']:.3f}); {shares}")
     return "\n".join(lines) + "\n"
 
 
