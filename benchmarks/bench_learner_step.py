@@ -19,7 +19,8 @@ Arms:
   compact prompt, preallocated KV cache, logits only where needed, shared-prefix micro-batches).
 - ``new-fp32``, ``new-router-r1-prompt``, ``new-dynamic-cache``, ``new-all-logits``: ``new`` with one
   lever switched back (ablations; pass them in ``--arms``); ``new-micro-2`` and ``new-micro-batch``
-  change the micro-batch size to 2 rows and to the whole batch (16 rows).
+  change the micro-batch size to 2 rows and to the whole batch (16 rows); ``new-same-work`` is ``new``
+  without the preset's dynamic sampling, KL reference and entropy bonus (the work ``today`` does).
 
 Run (about 25-40 minutes on an idle 2-core machine with the default two rounds)::
 
@@ -56,6 +57,12 @@ BASELINE_REF = "207dc06"
 WORKLOAD: dict[str, Any] = {"questions_per_step": 4, "group_size": 4, "max_new_tokens": 48, "seed": 0}
 """TrainConfig overrides shared by every arm (fields that exist at the baseline ref too)."""
 LEGACY = {"precision": "fp32", "prompt_variant": "qwen", "kv_cache": "dynamic", "logits": "all"}
+SAME_WORK = {"dynamic_sampling": False, "loss.kl_coef": 0.0, "loss.entropy_coef": 0.0}
+"""The preset's learning extras that ``today`` does not have: the refill rollouts of dynamic sampling
+(before a warm start every group is zero-variance, so the refill doubles the rollout), the KL
+reference's forward passes and the entropy bonus. ``new-same-work`` turns them off: the same work as
+``today``, so its ratio is the code path's alone."""
+
 ARMS: dict[str, tuple[str, dict[str, Any]]] = {
     "today": ("baseline", {}),
     "legacy": ("current", LEGACY),
@@ -66,6 +73,7 @@ ARMS: dict[str, tuple[str, dict[str, Any]]] = {
     "new-all-logits": ("current", {"logits": "all"}),
     "new-micro-2": ("current", {"micro_batch_size": 2}),
     "new-micro-batch": ("current", {"micro_batch_size": 16}),
+    "new-same-work": ("current", SAME_WORK),
 }
 """Arm → (code: ``baseline`` = the exported ref, ``current`` = this checkout; extra overrides)."""
 _PACKAGES = ("torch", "transformers", "numpy")
