@@ -46,6 +46,12 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINES = ["single:all", "random", "oracle"]
+TRAIN_MODES = {
+    "finished": "reused (finished earlier; wall from file times, CPU unknown)",
+    "resumable": "resumed from its newest checkpoint (recal-gym train --resume)",
+    "trained": "trained",
+}
+"""``results.json``'s ``train_mode`` per :func:`_train_or_reuse` state."""
 
 
 def _cli(args: list[str], threads: int) -> tuple[float, float, str]:
@@ -94,9 +100,47 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
-def _split_flags(cfg: dict[str, Any]) -> list[str]:
+def _split_flags(cfg: dict[str, Any], n: int = 100000) -> list[str]:
+    """``recal-gym eval`` flags of the run's held-out split (``n`` questions per dataset at most: all)."""
     return ["--split", "heldout", "--heldout-fraction", str(cfg["heldout_fraction"]), "--split-seed",
-            str(cfg["split_seed"]), "--n", "100000"]  # fmt: skip
+            str(cfg["split_seed"]), "--n", str(n)]  # fmt: skip
+
+
+def _train_or_reuse(
+    args: argparse.Namespace, run: Path, train: list[str]
+) -> tuple[str, list[str], float | None, float | None, str]:
+    """Run ``train`` into ``run``, unless ``--reuse`` finds the run finished (kept) or killed (resumed).
+
+    Returns:
+        (state: ``finished``, ``resumable`` or ``trained``; the command run: ``train`` or its
+        ``train --resume``; wall s; CPU s; stdout). Wall and CPU are ``None`` when nothing ran.
+    """
+    state = _run_state(run) if args.reuse else "absent"
+    if state == "finished":  # kept as is
+        return state, train, None, None, ""
+    if state == "resumable":  # killed earlier: continue from its newest checkpoint, bit-identical
+        train = ["train", "--resume", str(run), "--no-progress", "--no-tensorboard"]
+        return (state, train, *_cli(train, args.threads))
+    if run.exists():
+        shutil.rmtree(run)
+    return ("trained", train, *_cli(train, args.threads))
+
+
+def _newer(path: Path, than: Path) -> bool:
+    """Both exist and ``path`` was written after ``than`` (an output of the same command, reusable)."""
+    return path.exists() and than.exists() and path.stat().st_mtime > than.stat().st_mtime
+
+
+def _rl_seconds(metrics: list[dict[str, Any]]) -> float:
+    """RL time of a run: the sum of its steps' ``time/rollout_s + time/update_s``."""
+    return sum(float(m.get("time/rollout_s") or 0.0) + float(m.get("time/update_s") or 0.0) for m in metrics)
+
+
+def _write_outputs(out: Path, result: dict[str, Any], summary_md: str) -> None:
+    """Write ``results.json`` and ``summary.md`` under ``out`` and print the summary."""
+    (out / "results.json").write_text(json.dumps(result, indent=2))
+    (out / "summary.md").write_text(summary_md)
+    print(summary_md)
 
 
 def _train_and_eval(args: argparse.Namespace, seed: int, preset_args: list[str], work: Path) -> dict[str, Any]:
@@ -104,19 +148,10 @@ def _train_and_eval(args: argparse.Namespace, seed: int, preset_args: list[str],
     train = ["train", *preset_args, "--set", f"seed={seed}", "--set", f"pool_seed={seed}", "--out", str(run),
              "--threads", str(args.threads), "--no-progress", "--no-tensorboard"]  # fmt: skip
     load_before = list(os.getloadavg())
-    state = _run_state(run) if args.reuse else "absent"
-    timing: dict[str, Any] = {"train_mode": "trained"}
-    if state == "finished":  # kept as is; its time is read from its files
-        train_s, train_cpu, train_out = _file_wall(run), None, ""
-        timing = {"train_mode": "reused (finished earlier; wall from file times, CPU unknown)"}
-    elif state == "resumable":  # killed earlier: continue from its newest checkpoint, bit-identical
-        train = ["train", "--resume", str(run), "--no-progress", "--no-tensorboard"]
-        train_s, train_cpu, train_out = _cli(train, args.threads)
-        timing = {"train_mode": "resumed from its newest checkpoint (recal-gym train --resume)"}
-    else:
-        if run.exists():
-            shutil.rmtree(run)
-        train_s, train_cpu, train_out = _cli(train, args.threads)
+    state, train, train_s, train_cpu, train_out = _train_or_reuse(args, run, train)
+    if state == "finished":  # its time is read from its files
+        train_s = _file_wall(run)
+    timing: dict[str, Any] = {"train_mode": TRAIN_MODES[state]}
     cfg = json.loads((run / "config.json").read_text())
     metrics = _read_jsonl(run / "metrics.jsonl")
     warm = _read_jsonl(run / "warmstart.jsonl")
@@ -124,8 +159,7 @@ def _train_and_eval(args: argparse.Namespace, seed: int, preset_args: list[str],
     routers = ["--router", f"checkpoint:{run}/warmstart", "--router", f"checkpoint:{run}"]
     evaluate = ["eval", *routers, *_split_flags(cfg), "--eval-batch", "32", "--seed", str(seed), "--pool-seed",
                 str(seed), "--json", str(js), "--no-files", "--no-progress"]  # fmt: skip
-    final = run / "checkpoint" / "manifest.json"
-    if args.reuse and js.exists() and final.exists() and js.stat().st_mtime > final.stat().st_mtime:
+    if args.reuse and _newer(js, run / "checkpoint" / "manifest.json"):
         eval_s, eval_cpu = None, None  # this run's evaluation is already there (the same command's output)
         timing["eval_mode"] = "reused"
     else:
@@ -136,7 +170,7 @@ def _train_and_eval(args: argparse.Namespace, seed: int, preset_args: list[str],
     for name in ("config.json", "metrics.jsonl", "warmstart.jsonl", "curves.png", "curves_warmstart.png"):
         if (run / name).exists():
             shutil.copy(run / name, kept / name)
-    rl_s = sum(float(m.get("time/rollout_s") or 0.0) + float(m.get("time/update_s") or 0.0) for m in metrics)
+    rl_s = _rl_seconds(metrics)
     return {
         "seed": seed,
         "commands": {"train": ["recal-gym", *train], "eval": ["recal-gym", *evaluate]},
@@ -197,6 +231,10 @@ def _summary(seeds: list[dict[str, Any]], baselines: list[dict[str, Any]], targe
     singles = [b for b in baselines if b["router"].startswith("single:")]
     best = max(singles, key=lambda b: b["overall"]["em"])
     final_cost = _mean_std([s["final"]["overall"]["cost"] for s in seeds])[0]
+    optimal = _reward_optimal(baselines)
+    shift = _choice_shift(seeds, optimal)
+    overall = [shift[str(s["seed"])].get("all", {}) for s in seeds] if "all" in optimal else []
+    moved = [o.get("final", 0.0) > o.get("warm", 0.0) for o in overall]
     return {
         "warm_em": [warm_m, warm_s],
         "final_em": [final_m, final_s],
@@ -214,14 +252,9 @@ def _summary(seeds: list[dict[str, Any]], baselines: list[dict[str, Any]], targe
         "best_single": {"router": best["router"], "em": best["overall"]["em"], "cost": best["overall"]["cost"]},
         "stretch_met": final_m >= best["overall"]["em"] - 0.03 and final_cost <= best["overall"]["cost"],
         "final_cost_mean": final_cost,
-        "reward_optimal": (optimal := _reward_optimal(baselines)),
-        "optimal_share": (shift := _choice_shift(seeds, optimal)),
-        "moved_toward_optimal": [
-            shift[str(s["seed"])]["all"].get("final", 0.0) > shift[str(s["seed"])]["all"].get("warm", 0.0)
-            for s in seeds
-        ]
-        if "all" in optimal
-        else [],
+        "reward_optimal": optimal,
+        "optimal_share": shift,
+        "moved_toward_optimal": moved,
     }
 
 
@@ -407,9 +440,7 @@ def main(argv: list[str] | None = None) -> int:
         "baselines": baselines,
         "summary": _summary(seeds, baselines, 0.08),
     }
-    (args.out / "results.json").write_text(json.dumps(result, indent=2))
-    (args.out / "summary.md").write_text(_summary_md(result))
-    print((args.out / "summary.md").read_text())
+    _write_outputs(args.out, result, _summary_md(result))
     return 0
 
 

@@ -38,7 +38,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from demo_smollm2 import _band, _cli, _machine, _read_jsonl, _split_flags
+from demo_smollm2 import (
+    _band,
+    _cli,
+    _machine,
+    _newer,
+    _read_jsonl,
+    _rl_seconds,
+    _split_flags,
+    _train_or_reuse,
+    _write_outputs,
+)
 from study_discrete_stats import holm, mean_std, paired_comparison
 
 ARMS = ("grpo", "gdpo", "recal")
@@ -48,11 +58,6 @@ CURVES = (("episode/em", "training EM (sampled)"), ("reward/total/mean", "traini
           ("route/choice_entropy", "entropy of the routed-model choice"),
           ("policy/route_entropy", "route-token entropy"),
           ("adv/frac_zero_std", "zero-variance groups"))  # fmt: skip
-
-
-def _finished(run: Path, steps: int) -> bool:
-    manifest = run / "checkpoint" / "manifest.json"
-    return manifest.exists() and json.loads(manifest.read_text())["step"] >= steps
 
 
 def _warm_start(args: argparse.Namespace, seed: int, base: list[str], work: Path) -> tuple[Path, str]:
@@ -74,10 +79,9 @@ def _warm_start(args: argparse.Namespace, seed: int, base: list[str], work: Path
 
 def _eval(args: argparse.Namespace, router: str, seed: int, cfg: dict[str, Any], js: Path, after: Path) -> dict:
     """Held-out report of one router (kept from an earlier run when newer than ``after``)."""
-    split = [str(args.eval_n) if a == "100000" else a for a in _split_flags(cfg)]
-    cmd = ["eval", "--router", f"checkpoint:{router}", *split, "--eval-batch", "32", "--seed",
+    cmd = ["eval", "--router", f"checkpoint:{router}", *_split_flags(cfg, args.eval_n), "--eval-batch", "32", "--seed",
            str(seed), "--pool-seed", str(seed), "--json", str(js), "--no-files", "--no-progress"]  # fmt: skip
-    if not (args.reuse and js.exists() and js.stat().st_mtime > after.stat().st_mtime):
+    if not (args.reuse and _newer(js, after)):
         _cli(cmd, args.threads)
     return {"command": ["recal-gym", *cmd], **json.loads(js.read_text())[0]}
 
@@ -87,16 +91,8 @@ def _arm(args: argparse.Namespace, seed: int, arm: str, base: list[str], ws: Pat
     train = ["train", *base, "--set", f"estimator={arm}", "--set", f"seed={seed}", "--set", f"pool_seed={seed}",
              "--set", f"init_checkpoint={ws}", "--set", f"steps={args.steps}", "--out", str(run),
              "--threads", str(args.threads), "--no-progress", "--no-tensorboard"]  # fmt: skip
-    mode, wall, cpu = "trained", None, None
-    if args.reuse and _finished(run, args.steps):
-        mode = "reused"
-    elif args.reuse and (run / "checkpoint" / "manifest.json").exists():
-        wall, cpu, _ = _cli(["train", "--resume", str(run), "--no-progress", "--no-tensorboard"], args.threads)
-        mode = "resumed"
-    else:
-        if run.exists():
-            shutil.rmtree(run)
-        wall, cpu, _ = _cli(train, args.threads)
+    state, _, wall, cpu, _ = _train_or_reuse(args, run, train)
+    mode = {"finished": "reused", "resumable": "resumed"}.get(state, state)
     cfg = json.loads((run / "config.json").read_text())
     report = _eval(args, str(run), seed, cfg, work / f"eval-{arm}-s{seed}.json", run / "checkpoint" / "manifest.json")
     metrics = _read_jsonl(run / "metrics.jsonl")
@@ -104,7 +100,7 @@ def _arm(args: argparse.Namespace, seed: int, arm: str, base: list[str], ws: Pat
     kept.mkdir(parents=True, exist_ok=True)
     for name in ("config.json", "metrics.jsonl"):
         shutil.copy(run / name, kept / name)
-    rl_s = sum(float(m.get("time/rollout_s") or 0.0) + float(m.get("time/update_s") or 0.0) for m in metrics)
+    rl_s = _rl_seconds(metrics)
     return {"seed": seed, "arm": arm, "train_mode": mode, "train_wall_s": wall, "train_cpu_s": cpu,
             "rl_time_s": rl_s, "rl_steps": len(metrics), "command": ["recal-gym", *train], "final": report}  # fmt: skip
 
@@ -221,8 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         ws = dict(zip(args.seeds, pool.map(lambda s: _warm_start(args, s, base, work), args.seeds), strict=True))
         jobs = [(s, a) for a in args.arms for s in args.seeds]
         arm_runs = pool.map(lambda sa: _arm(args, sa[0], sa[1], base, ws[sa[0]][0], work), jobs)
-        cfg = json.loads((ws[args.seeds[0]][0] / "manifest.json").read_text()).get("config", {})
-        cfg = {**{"heldout_fraction": 0.15, "split_seed": 0}, **cfg}
+        cfg = json.loads((ws[args.seeds[0]][0] / "manifest.json").read_text())["config"]  # its held-out split
         warm = dict(zip(args.seeds, pool.map(
             lambda s: _eval(args, str(ws[s][0]), s, cfg, work / f"eval-warm-s{s}.json", ws[s][0] / "manifest.json"),
             args.seeds), strict=True))  # fmt: skip
@@ -242,9 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": runs,
         "comparison": _compare(runs, warm, args.arms, args.seeds),
     }
-    (args.out / "results.json").write_text(json.dumps(result, indent=2))
-    (args.out / "summary.md").write_text(_summary_md(result))
-    print((args.out / "summary.md").read_text())
+    _write_outputs(args.out, result, _summary_md(result))
     return 0
 
 
