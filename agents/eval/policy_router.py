@@ -40,7 +40,6 @@ import torch
 from agents.grpo.checkpoint import find_checkpoint, is_checkpoint, read_checkpoint, read_manifest
 from agents.grpo.config import TrainConfig
 from agents.grpo.engines import HFEngine, SamplingParams
-from agents.grpo.precision import resolve_precision
 from agents.grpo.rollout import TextCodec, Turn, play
 from recal_gym.errors import CorruptCheckpoint, InvalidConfig
 
@@ -84,13 +83,7 @@ class PolicyRouter:
         self.codec = TextCodec(tokenizer)
         self.config = config
         self.name = name
-        self.engine = HFEngine(
-            self.model,
-            tokenizer,
-            precision=resolve_precision(config.precision),
-            kv_cache=config.kv_cache,
-            logits=config.logits,
-        )
+        self.engine = HFEngine.from_config(self.model, tokenizer, config)
         if sample:
             self.params = SamplingParams(
                 max_new_tokens=config.max_new_tokens,

@@ -30,7 +30,7 @@ from typing import Any, NamedTuple, Protocol
 import torch
 from torch import Tensor
 
-from agents.grpo.config import KVCacheMode, LogitsMode
+from agents.grpo.config import KVCacheMode, LogitsMode, TrainConfig
 from agents.grpo.kv_cache import preallocate
 from agents.grpo.logprobs import (
     cache_kwarg,
@@ -39,7 +39,7 @@ from agents.grpo.logprobs import (
     split_causal_lm,
     token_logprobs,
 )
-from agents.grpo.precision import Precision, autocast
+from agents.grpo.precision import Precision, autocast, resolve_precision
 from recal_gym.errors import InvalidConfig, ResetNeeded
 
 __all__ = [
@@ -186,6 +186,21 @@ class HFEngine:
         self.kv_cache: KVCacheMode = kv_cache
         self.logits: LogitsMode = logits
         self.sync_weights(model)
+
+    @classmethod
+    def from_config(cls, model: torch.nn.Module, tokenizer: Any, config: TrainConfig) -> HFEngine:
+        """The sampler a training config describes: its precision (``auto`` resolved), KV-cache and logits modes.
+
+        The learner samples with it, and a checkpoint router evaluates with it, so a trained policy is
+        evaluated the way it was trained.
+        """
+        return cls(
+            model,
+            tokenizer,
+            precision=resolve_precision(config.precision),
+            kv_cache=config.kv_cache,
+            logits=config.logits,
+        )
 
     def sync_weights(self, model: torch.nn.Module) -> None:
         """Use ``model`` for sampling (the same object in the usual set-up)."""

@@ -149,9 +149,7 @@ class Learner:
             raise InvalidConfig(f"loss.kl_coef={config.loss.kl_coef!r} needs a reference model (ref_model).")
         self.ref_model = ref_model
         self.precision = resolve_precision(config.precision)
-        self.engine = engine or HFEngine(
-            model, tokenizer, precision=self.precision, kv_cache=config.kv_cache, logits=config.logits
-        )
+        self.engine = engine or HFEngine.from_config(model, tokenizer, config)
         self.estimator = make_estimator(config.estimator, config.recal)
         self.loss_cfg = config.loss_config
         self.calibration = CalibrationState()
