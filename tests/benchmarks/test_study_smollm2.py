@@ -38,3 +38,19 @@ def test_quick_study_writes_results_and_reuses_finished_runs(tmp_path: Path) -> 
     again = json.loads((out / "results.json").read_text())
     assert {r["train_mode"] for r in again["runs"]} == {"reused"}
     assert again["comparison"] == res["comparison"]
+    # --warmstarts DIR takes DIR/seed_<s>/warmstart (e.g. the demonstration's work dir) instead of training one
+    given = tmp_path / "demo_work"
+    for s in (0, 1):
+        (given / f"seed_{s}").mkdir(parents=True)
+        (given / f"seed_{s}" / "warmstart").symlink_to(work / f"ws-s{s}" / "warmstart")
+    other = [sys.executable, str(ROOT / "benchmarks" / "study_smollm2.py"), "--quick", "--seeds", "0", "1",
+             "--arms", "grpo", "--warmstarts", str(given), "--set", "lr=0.002",
+             "--out", str(tmp_path / "study2"), "--work", str(tmp_path / "work2")]  # fmt: skip
+    subprocess.run(other, check=True, capture_output=True, text=True)
+    res2 = json.loads((tmp_path / "study2" / "results.json").read_text())
+    for s in ("0", "1"):
+        ws = res2["warm_starts"][s]
+        assert ws["checkpoint"] == str(given / f"seed_{s}" / "warmstart") and ws["origin"].startswith("reused from")
+        assert res2["warm"][s]["overall"] == again["warm"][s]["overall"]  # the same weights, the same report
+    assert not (tmp_path / "work2" / "ws-s0").exists()  # no warm start was trained
+    assert all("lr=0.002" in r["command"] for r in res2["runs"])
